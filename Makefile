@@ -1,0 +1,50 @@
+# The two commands that matter: `make run` (the whole system) and `make test` (the whole suite).
+# Both create the virtualenv and install the locked dependencies only when uv.lock changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install lint format typecheck bench superuser worker chromium check-deploy clean
+
+run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
+	$(BIN)/python -m devstack run
+
+test: $(STAMP) chromium ## Run the whole test suite against real services
+	$(BIN)/python -m devstack test $(ARGS)
+
+$(STAMP): pyproject.toml uv.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv sync --frozen --quiet
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy on the workflow package
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy temporal_worker
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) ## Measure the running stack (start it with `make run` first)
+	$(BIN)/python -m devstack.bench $(ARGS)
+
+superuser: $(STAMP) ## Create the first admin user on the `make run` database
+	set -a && . ./.data/stack.env && set +a && $(BIN)/python manage.py createsuperuser
+
+worker: $(STAMP) ## Run only a worker against the `make run` services
+	set -a && . ./.data/stack.env && set +a && $(BIN)/python manage.py runworker
+
+clean:
+	rm -rf .data staticfiles .pytest_cache .ruff_cache .mypy_cache

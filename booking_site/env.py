@@ -1,0 +1,113 @@
+"""Typed readers for settings that come from the environment.
+
+Each reader returns a value of the right type or raises ``SettingsError`` with one line that
+names the variable, the value it got and what it accepts. ``manage.py``, ``wsgi.py`` and the
+gunicorn configuration turn that error into a single line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+
+
+class SettingsError(ImproperlyConfigured):
+    """A setting from the environment has a value it does not accept."""
+
+
+def _raw(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _fail(name: str, value: str, accepts: str) -> SettingsError:
+    return SettingsError(f"{name}={value!r} is not valid: expected {accepts}")
+
+
+def parse_duration(value: str) -> timedelta:
+    """``900``, ``900s``, ``15m``, ``1.5h``, ``250ms`` -> timedelta; ValueError otherwise."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(value)
+    amount, unit = match.groups()
+    return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
+
+
+def duration(name: str, default: str, *, minimum: timedelta = timedelta(0)) -> timedelta:
+    value = _raw(name, default)
+    accepts = "a duration such as 900, 900s, 15m or 250ms"
+    try:
+        result = parse_duration(value)
+    except ValueError:
+        raise _fail(name, value, accepts) from None
+    if result < minimum:
+        raise _fail(name, value, f"{accepts}, at least {minimum.total_seconds():g}s")
+    return result
+
+
+def integer(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    value = _raw(name, str(default))
+    bounds = f" from {minimum}" if minimum is not None else ""
+    bounds += f" to {maximum}" if maximum is not None else ""
+    try:
+        result = int(value)
+    except ValueError:
+        raise _fail(name, value, f"a whole number{bounds}") from None
+    if (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
+        raise _fail(name, value, f"a whole number{bounds}")
+    return result
+
+
+def fraction(name: str, default: float) -> float:
+    value = _raw(name, str(default))
+    try:
+        result = float(value)
+    except ValueError:
+        result = -1.0
+    if not 0.0 <= result <= 1.0:
+        raise _fail(name, value, "a number from 0 to 1, such as 0.15")
+    return result
+
+
+def boolean(name: str, default: bool) -> bool:
+    value = _raw(name, "true" if default else "false").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _fail(name, value, "true or false")
+
+
+def string(name: str, default: str, *, pattern: str | None = None, accepts: str = "") -> str:
+    value = _raw(name, default)
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise _fail(name, value, accepts or f"a value matching {pattern}")
+    return value
+
+
+def listing(name: str, default: str) -> list[str]:
+    return [item.strip() for item in _raw(name, default).split(",") if item.strip()]
+
+
+def url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    value = _raw(name, default)
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in schemes:
+        raise _fail(name, value, "a URL starting with " + " or ".join(f"{s}://" for s in schemes))
+    return value
+
+
+def host_port(name: str, default: str) -> str:
+    return string(
+        name,
+        default,
+        pattern=r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}",
+        accepts="host:port, such as localhost:7233",
+    )

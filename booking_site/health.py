@@ -1,0 +1,54 @@
+"""GET /healthz: 200 when PostgreSQL, Redis and Temporal all answer, 503 naming those that don't."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from orders import holds
+from temporal_worker import client as temporal_client
+
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _redis() -> None:
+    holds.connection().ping()
+
+
+def _temporal() -> None:
+    temporal_client.call(lambda client: client.service_client.check_health(), timeout=CHECK_TIMEOUT_SECONDS)
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": _database,
+    "redis": _redis,
+    "temporal": _temporal,
+}
+
+
+def _run(check: Callable[[], None]) -> dict[str, object]:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as error:
+        return {"status": "down", "error": f"{type(error).__name__}: {error}"[:300]}
+    return {"status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 1)}
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    results = {name: _run(check) for name, check in CHECKS.items()}
+    down = [name for name, result in results.items() if result["status"] != "up"]
+    body = {"status": "ok" if not down else "unavailable", "down": down, "checks": results}
+    return JsonResponse(body, status=503 if down else 200)

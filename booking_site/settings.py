@@ -1,0 +1,240 @@
+"""Settings for the flight-booking site, all read from the environment (see docs/CONFIGURATION.md).
+
+Every variable has a default that suits local development; a bad value stops start-up with one
+line naming the variable (``booking_site.env.SettingsError``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from booking_site import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Django core ---------------------------------------------------------------------------
+DEBUG = env.boolean("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise env.SettingsError(
+            "SECRET_KEY is not set: it is required when DEBUG is false "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+        )
+    SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 (DEBUG only)
+ALLOWED_HOSTS = env.listing("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env.listing("CSRF_TRUSTED_ORIGINS", "")
+
+SERVER_HOST = env.string(
+    "SERVER_HOST",
+    "0.0.0.0",  # noqa: S104 (the web server listens on every interface, as in a container)
+    pattern=r"[A-Za-z0-9.:\[\]\-]+",
+    accepts="a host name or IP address",
+)
+SERVER_PORT = env.integer("SERVER_PORT", 8000, minimum=1, maximum=65535)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "django_htmx",
+    "template_partials",
+    "flights",
+    "orders",
+    "payments",
+    "temporal_worker",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "booking_site.urls"
+WSGI_APPLICATION = "booking_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "booking_site.context_processors.booking",
+            ],
+        },
+    },
+]
+
+# --- Data stores ---------------------------------------------------------------------------
+DATABASE_URL = env.url(
+    "DATABASE_URL",
+    "postgres://postgres@127.0.0.1:5432/flight_booking",
+    schemes=("postgres", "postgresql"),
+)
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"]["connect_timeout"] = 5
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            "SOCKET_TIMEOUT": 2,
+            # Seat holds talk to Redis directly and must see its errors; the cache (sessions'
+            # read-through layer) may fall back to the database while Redis is away.
+            "IGNORE_EXCEPTIONS": True,
+        },
+    }
+}
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+# Sessions live in PostgreSQL with Redis in front: a Redis restart loses no customer's orders.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# --- Temporal ------------------------------------------------------------------------------
+TEMPORAL_HOST = env.host_port("TEMPORAL_HOST", "127.0.0.1:7233")
+TEMPORAL_NAMESPACE = env.string(
+    "TEMPORAL_NAMESPACE", "default", pattern=r"[A-Za-z0-9._\-]+", accepts="a namespace name"
+)
+TEMPORAL_TASK_QUEUE = env.string(
+    "TEMPORAL_TASK_QUEUE", "booking-queue", pattern=r"[A-Za-z0-9._\-]+", accepts="a task queue name"
+)
+TEMPORAL_UI_URL = env.string("TEMPORAL_UI_URL", "http://localhost:8233")
+# How long a view waits for Temporal before telling the customer the service is unavailable.
+TEMPORAL_RPC_TIMEOUT = env.duration("TEMPORAL_RPC_TIMEOUT", "10s", minimum=timedelta(milliseconds=100))
+
+# --- The booking rules ---------------------------------------------------------------------
+SEAT_RESERVATION_TIMEOUT = env.duration("SEAT_RESERVATION_TIMEOUT", "15m", minimum=timedelta(seconds=1))
+# The Redis key of a held seat outlives the Temporal timer by this much: the timer releases the
+# seats, the TTL is only the backstop for a hold that nothing else will ever release.
+SEAT_HOLD_TTL_MARGIN = env.duration("SEAT_HOLD_TTL_MARGIN", "60s")
+PAYMENT_VALIDATION_TIMEOUT = env.duration(
+    "PAYMENT_VALIDATION_TIMEOUT", "10s", minimum=timedelta(milliseconds=100)
+)
+PAYMENT_MAX_RETRIES = env.integer("PAYMENT_MAX_RETRIES", 3, minimum=1, maximum=20)
+PAYMENT_FAILURE_RATE = env.fraction("PAYMENT_FAILURE_RATE", 0.15)
+PAYMENT_LATENCY_MIN = env.duration("PAYMENT_LATENCY_MIN", "1s")
+PAYMENT_LATENCY_MAX = env.duration("PAYMENT_LATENCY_MAX", "8s")
+if PAYMENT_LATENCY_MAX < PAYMENT_LATENCY_MIN:
+    raise env.SettingsError(
+        f"PAYMENT_LATENCY_MAX={os.environ.get('PAYMENT_LATENCY_MAX', '8s')!r} is not valid: "
+        "expected a duration no shorter than PAYMENT_LATENCY_MIN"
+    )
+MAX_SEATS_PER_ORDER = env.integer("MAX_SEATS_PER_ORDER", 9, minimum=1, maximum=50)
+
+# --- Security ------------------------------------------------------------------------------
+# HTTPS=true when the site is served over TLS (directly or behind a proxy that sets
+# X-Forwarded-Proto): secure cookies, redirect to https and, with HSTS_SECONDS, HSTS.
+HTTPS = env.boolean("HTTPS", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.integer("HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env.boolean("HSTS_PRELOAD", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalisation ------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files (whitenoise; no CDN, no build step) --------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+# Without collectstatic (tests, `make run`), serve straight from the apps' static folders.
+WHITENOISE_USE_FINDERS = env.boolean("WHITENOISE_USE_FINDERS", DEBUG)
+WHITENOISE_MANIFEST_STRICT = False
+
+# --- Logging: JSON on stdout in production, text in development ----------------------------
+LOG_FORMAT = env.string(
+    "LOG_FORMAT", "text" if DEBUG else "json", pattern=r"json|text", accepts="json or text"
+)
+LOG_LEVEL = env.string(
+    "LOG_LEVEL",
+    "INFO",
+    pattern=r"DEBUG|INFO|WARNING|ERROR|CRITICAL",
+    accepts="DEBUG, INFO, WARNING, ERROR or CRITICAL",
+)
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"order_id": {"()": "booking_site.logging.OrderIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(order_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(order_id)s] %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["order_id"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        "temporalio": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
+    },
+}

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Cast, Concat
+
+
+class Flight(models.Model):
+    """A scheduled flight and the shape of its cabin.
+
+    ``cabin_layout`` spells one row from the left window to the right, with ``-`` for an aisle:
+    ``ABC-DEF`` is a narrow-body, ``ABC-DEFG-HJK`` a wide-body with two aisles.
+    """
+
+    id = models.CharField(primary_key=True, max_length=20)
+    number = models.CharField(max_length=10, unique=True)
+    origin = models.CharField(max_length=3)
+    destination = models.CharField(max_length=3)
+    departure_time = models.DateTimeField(db_index=True)
+    aircraft = models.CharField(max_length=60, blank=True)
+    rows = models.PositiveSmallIntegerField()
+    cabin_layout = models.CharField(max_length=20)
+
+    class Meta:
+        ordering = ["departure_time", "number"]
+        constraints = [
+            models.CheckConstraint(condition=Q(id__regex=r"^fl-[0-9a-z]+$"), name="flight_id_format"),
+            models.CheckConstraint(
+                condition=Q(number__regex=r"^[A-Z]{2}[0-9]{1,4}$"), name="flight_number_format"
+            ),
+            models.CheckConstraint(condition=Q(origin__regex=r"^[A-Z]{3}$"), name="flight_origin_iata"),
+            models.CheckConstraint(
+                condition=Q(destination__regex=r"^[A-Z]{3}$"), name="flight_destination_iata"
+            ),
+            models.CheckConstraint(
+                condition=~Q(origin=models.F("destination")), name="flight_goes_somewhere"
+            ),
+            models.CheckConstraint(condition=Q(rows__gte=1), name="flight_has_rows"),
+            models.CheckConstraint(
+                condition=Q(cabin_layout__regex=r"^[A-Z]+(-[A-Z]+)*$"), name="flight_layout_format"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.origin} → {self.destination}"
+
+    @property
+    def columns(self) -> list[str]:
+        """The seat letters of a row, left to right, without aisles."""
+        return [letter for letter in self.cabin_layout if letter != "-"]
+
+    @property
+    def seats_per_row(self) -> int:
+        return len(self.columns)
+
+    @property
+    def total_seats(self) -> int:
+        return self.rows * self.seats_per_row
+
+
+class Seat(models.Model):
+    """One seat of a flight. ``position`` is its place across the row, aisles counted."""
+
+    flight = models.ForeignKey(Flight, on_delete=models.CASCADE, related_name="seats")
+    code = models.CharField(max_length=4)
+    row = models.PositiveSmallIntegerField()
+    column = models.CharField(max_length=1)
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["flight", "row", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["flight", "code"], name="seat_code_unique_per_flight"),
+            models.UniqueConstraint(
+                fields=["flight", "row", "position"], name="seat_place_unique_per_flight"
+            ),
+            models.CheckConstraint(condition=Q(row__gte=1), name="seat_row_positive"),
+            models.CheckConstraint(condition=Q(column__regex=r"^[A-Z]$"), name="seat_column_letter"),
+            models.CheckConstraint(
+                condition=Q(code=Concat(Cast("row", models.CharField()), "column")),
+                name="seat_code_is_row_and_column",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flight_id} {self.code}"

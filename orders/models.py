@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+from flights.models import Flight, Seat
+from temporal_worker.shared import ACTIVE_STATES, TERMINAL_STATES, workflow_id_for
+
+
+class OrderState(models.TextChoices):
+    """The PRD's order states (see temporal_worker/shared.py for the transitions)."""
+
+    CREATED = "CREATED", "Created"
+    SEATS_RESERVED = "SEATS_RESERVED", "Seats reserved"
+    PAYMENT_PENDING = "PAYMENT_PENDING", "Payment pending"
+    PAYMENT_PROCESSING = "PAYMENT_PROCESSING", "Payment processing"
+    CONFIRMED = "CONFIRMED", "Confirmed"
+    FAILED = "FAILED", "Failed"
+    EXPIRED = "EXPIRED", "Expired"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+class Order(models.Model):
+    """The read model of one booking, written by the workflow's activities.
+
+    The workflow is the source of truth while the booking is live; every state transition is
+    recorded here (with its ``version``, the workflow's transition counter) so that pages can
+    poll one indexed row, even while no worker runs. A write with an older version than the
+    row's is ignored: activity retries can never move an order backwards.
+    """
+
+    id = models.CharField(primary_key=True, max_length=40)
+    flight = models.ForeignKey(Flight, on_delete=models.PROTECT, related_name="orders")
+    state = models.CharField(
+        max_length=20, choices=OrderState.choices, default=OrderState.CREATED, db_index=True
+    )
+    seats = ArrayField(models.CharField(max_length=4), default=list)
+    hold_expires_at = models.DateTimeField(null=True, blank=True)
+    payment_attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(id__regex=r"^ord-[0-9a-z]{16,}$"), name="order_id_format"),
+            models.CheckConstraint(condition=Q(state__in=OrderState.values), name="order_state_known"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_id
+
+    @property
+    def display_id(self) -> str:
+        return self.id.upper()
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.id)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class OrderEvent(models.Model):
+    """One state transition of an order, as the workflow made it (its history for operators)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    version = models.PositiveIntegerField()
+    state = models.CharField(max_length=20, choices=OrderState.choices)
+    at = models.DateTimeField()
+    seats = ArrayField(models.CharField(max_length=4), default=list)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["order", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "version"], name="order_event_once_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} v{self.version} {self.state}"
+
+
+class BookedSeat(models.Model):
+    """A sold seat. The unique (flight, seat) constraint is what makes a double booking
+    impossible, whatever happens to the Redis holds."""
+
+    flight = models.ForeignKey(Flight, on_delete=models.PROTECT, related_name="booked_seats")
+    seat = models.ForeignKey(Seat, on_delete=models.PROTECT, related_name="bookings")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="booked_seats")
+    booked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["flight", "seat"], name="one_booking_per_seat")]
+
+    def __str__(self) -> str:
+        return f"{self.flight_id} {self.seat.code} → {self.order_id}"

@@ -1,0 +1,169 @@
+"""The activities: each a thin wrapper over a service, run on the worker's thread pool.
+
+Sync functions, because the services use the ORM: every call closes stale connections before
+and after (a thread must never reuse a connection another test or task broke), and each one is
+idempotent, because Temporal runs an activity at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from django.db import close_old_connections
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from orders import services as order_services
+from payments import gateway
+from payments import services as payment_services
+from payments.models import PaymentOutcome
+from temporal_worker.shared import (
+    Activities,
+    ErrorType,
+    HoldSeatsInput,
+    HoldSeatsResult,
+    Messages,
+    OrderRecord,
+    PaymentInput,
+    PaymentResult,
+    ReleaseSeatsInput,
+)
+
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@contextmanager
+def _database() -> Iterator[None]:
+    close_old_connections()
+    try:
+        yield
+    finally:
+        close_old_connections()
+
+
+def _with_database(function: Callable[P, R]) -> Callable[P, R]:
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _database():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@activity.defn(name=Activities.HOLD_SEATS)
+@_with_database
+def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
+    """Hold all the seats or none, release the dropped ones, record the order. Idempotent."""
+    try:
+        taken = order_services.hold_seats(
+            record=request.record, ttl_ms=int(request.ttl_seconds * 1000), release=request.release
+        )
+    except order_services.UnknownSeats as error:
+        raise ApplicationError(
+            str(error), error.seats, type=ErrorType.UNKNOWN_SEATS, non_retryable=True
+        ) from error
+    if taken:
+        logger.info(
+            "seats %s taken by others",
+            ", ".join(taken),
+            extra={"order_id": request.record.order_id},
+        )
+    return HoldSeatsResult(taken=taken)
+
+
+@activity.defn(name=Activities.RELEASE_SEATS)
+@_with_database
+def release_seats(request: ReleaseSeatsInput) -> int:
+    """Release what the order still holds; never another order's hold. Idempotent."""
+    released = order_services.release_seats(
+        order_id=request.order_id, flight_id=request.flight_id, seats=request.seats
+    )
+    logger.info("released %d seat holds", released, extra={"order_id": request.order_id})
+    return released
+
+
+@activity.defn(name=Activities.RECORD_ORDER)
+@_with_database
+def record_order(record: OrderRecord) -> bool:
+    """Record a state transition on the order's row, at most once per version."""
+    changed = order_services.record_order(record=record)
+    logger.info("order %s (v%d)", record.state.value, record.version, extra={"order_id": record.order_id})
+    return changed
+
+
+@activity.defn(name=Activities.CONFIRM_BOOKING)
+@_with_database
+def confirm_booking(record: OrderRecord) -> None:
+    """Sell the seats and confirm in one transaction; the (flight, seat) constraint decides."""
+    try:
+        order_services.confirm_booking(record=record)
+    except order_services.SeatsAlreadyBooked as error:
+        raise ApplicationError(
+            str(error), error.seats, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
+        ) from error
+
+
+@activity.defn(name=Activities.REFUND_PAYMENT)
+@_with_database
+def refund_payment(order_id: str) -> int:
+    """Refund the approved payment of an order that could not be confirmed. Idempotent."""
+    return payment_services.refund(order_id=order_id)
+
+
+@activity.defn(name=Activities.VALIDATE_PAYMENT)
+def validate_payment(request: PaymentInput) -> PaymentResult:
+    """One attempt at the simulated gateway. Temporal times each attempt out and retries.
+
+    The attempt is recorded as it starts and as it ends, so the customer sees every retry. A
+    decline raises a retryable error; a timeout is Temporal's to enforce: while waiting for the
+    gateway this heartbeats, and stops as soon as the attempt is cancelled.
+    """
+    attempt = activity.info().attempt
+    with _database():
+        payment_services.start_attempt(order_id=request.order_id, attempt=attempt, code=request.payment_code)
+    verdict = gateway.from_settings().verdict(request.payment_code)
+    if _wait_for_gateway(verdict.latency_seconds):
+        with _database():
+            payment_services.finish_attempt(
+                order_id=request.order_id,
+                attempt=attempt,
+                outcome=PaymentOutcome.TIMED_OUT,
+                error=payment_services.TIMED_OUT_MESSAGE,
+            )
+        raise ApplicationError(payment_services.TIMED_OUT_MESSAGE, type="PAYMENT_TIMED_OUT")
+    with _database():
+        if not verdict.approved:
+            payment_services.finish_attempt(
+                order_id=request.order_id,
+                attempt=attempt,
+                outcome=PaymentOutcome.FAILED,
+                error=Messages.PAYMENT_FAILED,
+            )
+            logger.info("payment attempt %d declined", attempt, extra={"order_id": request.order_id})
+            raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
+        payment_services.finish_attempt(
+            order_id=request.order_id, attempt=attempt, outcome=PaymentOutcome.SUCCEEDED
+        )
+    logger.info("payment attempt %d approved", attempt, extra={"order_id": request.order_id})
+    return PaymentResult(attempt=attempt)
+
+
+def _wait_for_gateway(seconds: float) -> bool:
+    """Sleep for the gateway's latency; True if the attempt was cancelled (timed out) meanwhile."""
+    remaining = seconds
+    while remaining > 0:
+        step = min(0.5, remaining)
+        activity.heartbeat()
+        if activity.wait_for_cancelled_sync(timeout=step):
+            return True
+        remaining -= step
+    return False
+
+
+ALL = [hold_seats, release_seats, record_order, confirm_booking, refund_payment, validate_payment]

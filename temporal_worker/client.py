@@ -1,0 +1,73 @@
+"""The one Temporal client of a process, and how sync Django code uses it.
+
+The client belongs to the event loop it was created on and must not be shared across loops or
+driven from several threads (sdk-python #147). Views are sync (gunicorn threads), so one daemon
+thread per process runs an event loop that owns the client; ``call`` hands it a coroutine and
+waits for the answer. The thread and the client are made lazily, after gunicorn forks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from django.conf import settings
+from temporalio.client import Client
+
+T = TypeVar("T")
+
+
+async def connect() -> Client:
+    """A new client from settings (the worker and async code use this directly)."""
+    return await Client.connect(settings.TEMPORAL_HOST, namespace=settings.TEMPORAL_NAMESPACE)
+
+
+class _ClientThread:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._client: Client | None = None
+        self._connecting = asyncio.Lock()
+        thread = threading.Thread(target=self.loop.run_forever, name="temporal-client", daemon=True)
+        thread.start()
+
+    async def client(self) -> Client:
+        async with self._connecting:
+            if self._client is None:
+                self._client = await asyncio.wait_for(
+                    connect(), settings.TEMPORAL_RPC_TIMEOUT.total_seconds()
+                )
+            return self._client
+
+    async def run(self, operation: Callable[[Client], Awaitable[T]]) -> T:
+        return await operation(await self.client())
+
+
+_thread: _ClientThread | None = None
+_thread_lock = threading.Lock()
+
+
+def _client_thread() -> _ClientThread:
+    global _thread
+    with _thread_lock:
+        if _thread is None or _thread.pid != os.getpid():
+            _thread = _ClientThread()
+        return _thread
+
+
+def call(operation: Callable[[Client], Awaitable[T]], *, timeout: float | None = None) -> T:
+    """Run ``operation(client)`` on the client's loop and return its result (sync callers).
+
+    Raises what the operation raises; TimeoutError when Temporal does not answer in time.
+    """
+    worker = _client_thread()
+    limit = timeout if timeout is not None else settings.TEMPORAL_RPC_TIMEOUT.total_seconds()
+    future = asyncio.run_coroutine_threadsafe(worker.run(operation), worker.loop)
+    try:
+        return future.result(timeout=limit)
+    except TimeoutError:
+        future.cancel()
+        raise

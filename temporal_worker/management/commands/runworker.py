@@ -1,0 +1,74 @@
+"""manage.py runworker: serve BookingWorkflow and its activities until SIGINT or SIGTERM.
+
+On a signal the worker stops polling, lets running activities finish (up to the payment
+timeout) and exits. It leaves with ``os._exit`` after a clean shutdown: a process that ran a
+Temporal worker can crash at interpreter exit (sdk-python #300), which would hide the real
+exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from temporal_worker.client import connect
+from temporal_worker.worker import build_worker
+
+logger = logging.getLogger("temporal_worker")
+
+
+class Command(BaseCommand):
+    help = "Run the Temporal worker for bookings until SIGINT or SIGTERM."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--task-queue", default=None, help="Task queue (default: TEMPORAL_TASK_QUEUE).")
+
+    def handle(self, *args: object, **options: object) -> None:
+        code = 0
+        try:
+            asyncio.run(self.serve(task_queue=options.get("task_queue")))  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("worker stopped on an error")
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    async def serve(self, *, task_queue: str | None) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        client = await self.connect_with_retry(stop)
+        if client is None:
+            return
+        worker = build_worker(client, task_queue=task_queue)
+        queue = task_queue or settings.TEMPORAL_TASK_QUEUE
+        logger.info("worker polling task queue %s on %s", queue, settings.TEMPORAL_HOST)
+        self.stdout.write(f"Worker ready: task queue {queue!r} on {settings.TEMPORAL_HOST}")
+        async with worker:
+            await stop.wait()
+            logger.info("shutting down: finishing running activities")
+        logger.info("worker stopped")
+
+    async def connect_with_retry(self, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+        """Temporal may still be starting: keep trying until it answers or we are stopped."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                return await connect()
+            except RuntimeError as error:
+                logger.warning(
+                    "Temporal at %s not reachable yet (%s); retrying", settings.TEMPORAL_HOST, error
+                )
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, 5)
+        return None

@@ -1,0 +1,180 @@
+"""What the workflow, its activities and the Django side agree on: names, states and messages.
+
+Pure Python with no Django import, so the workflow sandbox can load it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+WORKFLOW_ID_PREFIX = "booking-"
+
+
+def workflow_id_for(order_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{order_id}"
+
+
+class State(StrEnum):
+    """The PRD's order states, plus CANCELLED for a hold the customer or an operator let go."""
+
+    CREATED = "CREATED"
+    SEATS_RESERVED = "SEATS_RESERVED"
+    PAYMENT_PENDING = "PAYMENT_PENDING"
+    PAYMENT_PROCESSING = "PAYMENT_PROCESSING"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STATES = frozenset({State.CONFIRMED, State.FAILED, State.EXPIRED, State.CANCELLED})
+ACTIVE_STATES = frozenset({State.SEATS_RESERVED, State.PAYMENT_PENDING, State.PAYMENT_PROCESSING})
+PAYING_STATES = frozenset({State.PAYMENT_PENDING, State.PAYMENT_PROCESSING})
+
+
+class Activities:
+    """Activity names. The workflow calls activities by name, so that it imports no Django and
+    tests can register stand-ins under the same names."""
+
+    HOLD_SEATS = "hold_seats"
+    RELEASE_SEATS = "release_seats"
+    RECORD_ORDER = "record_order"
+    VALIDATE_PAYMENT = "validate_payment"
+    REFUND_PAYMENT = "refund_payment"
+    CONFIRM_BOOKING = "confirm_booking"
+
+
+class ErrorType:
+    """``ApplicationError.type`` values that cross from workflow and activities to the API."""
+
+    INVALID_SEATS = "INVALID_SEATS"  # a seat is held by another order or already sold
+    UNKNOWN_SEATS = "UNKNOWN_SEATS"  # a seat that is not on this flight
+    ORDER_EXPIRED = "ORDER_EXPIRED"
+    ORDER_NOT_EDITABLE = "ORDER_NOT_EDITABLE"  # paying, paid, failed or cancelled
+    INVALID_PAYMENT_CODE = "INVALID_PAYMENT_CODE"
+    PAYMENT_DECLINED = "PAYMENT_DECLINED"
+    SEAT_ALREADY_BOOKED = "SEAT_ALREADY_BOOKED"  # the (flight, seat) constraint refused a sale
+
+
+class Messages:
+    """What the customer reads (PRD section 5)."""
+
+    EXPIRED = "Seat reservation has expired. Your seats have been released."
+    PAYMENT_FAILED = "Payment validation failed"
+    PAYMENT_FAILED_FINAL = (
+        "Payment validation failed after {attempts} attempts. "
+        "Your seats have been released. Please try again."
+    )
+    CANCELLED_BY_CUSTOMER = "You cancelled this order. Your seats have been released."
+    RELEASED_BY_OPERATOR = "An operator released this hold. Your seats have been released."
+
+    @staticmethod
+    def seats_unavailable(seats: list[str]) -> str:
+        noun = "Seat" if len(seats) == 1 else "Seats"
+        verb = "is" if len(seats) == 1 else "are"
+        return f"{noun} {', '.join(seats)} {verb} no longer available"
+
+    @staticmethod
+    def seat_sold_meanwhile(seats: list[str]) -> str:
+        return (
+            f"{Messages.seats_unavailable(seats)}: another booking was confirmed first. "
+            "Your payment has been refunded and your seats released."
+        )
+
+
+# --- Workflow input, updates and query -----------------------------------------------------
+
+
+@dataclass
+class BookingInput:
+    """Everything the workflow needs, fixed when the order starts: a change of settings later
+    never changes the rules of a booking already under way."""
+
+    order_id: str
+    flight_id: str
+    hold_seconds: float
+    hold_ttl_margin_seconds: float
+    payment_timeout_seconds: float
+    payment_max_attempts: int
+
+
+@dataclass
+class SeatSelection:
+    seats: list[str]
+
+
+@dataclass
+class PaymentRequest:
+    payment_code: str
+
+
+@dataclass
+class CancelRequest:
+    reason: str = Messages.CANCELLED_BY_CUSTOMER
+
+
+@dataclass
+class BookingStatus:
+    """What the ``get_status`` query and the updates answer. ``hold_expires_at`` is absolute:
+    inside a query ``workflow.now()`` is the time of the last task, so the caller computes what
+    is left."""
+
+    order_id: str
+    state: State
+    seats: list[str]
+    hold_expires_at: datetime | None
+    payment_attempts: int
+    last_error: str
+    version: int
+
+
+# --- Activity inputs and results -----------------------------------------------------------
+
+
+@dataclass
+class OrderRecord:
+    """A state transition to write on the order's row (and its history), at most once per version."""
+
+    order_id: str
+    flight_id: str
+    version: int
+    state: State
+    seats: list[str]
+    at: datetime
+    hold_expires_at: datetime | None = None
+    payment_attempts: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class HoldSeatsInput:
+    """Hold ``record.seats`` for ``ttl_seconds`` (all or none), release ``release``, record."""
+
+    record: OrderRecord
+    ttl_seconds: float
+    release: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HoldSeatsResult:
+    taken: list[str]  # empty when every seat is now held by this order
+
+
+@dataclass
+class ReleaseSeatsInput:
+    order_id: str
+    flight_id: str
+    seats: list[str]
+
+
+@dataclass
+class PaymentInput:
+    order_id: str
+    payment_code: str
+
+
+@dataclass
+class PaymentResult:
+    attempt: int

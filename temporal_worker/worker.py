@@ -1,0 +1,30 @@
+"""The worker: which workflows and activities it serves, built in one place."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from temporal_worker import activities
+from temporal_worker.workflows import BookingWorkflow
+
+# Sync activities run on these threads; the payment activity sleeps through the gateway's
+# simulated latency, so there are enough of them for many payments at once.
+MAX_CONCURRENT_ACTIVITIES = 64
+
+
+def build_worker(client: Client, *, task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
+        workflows=[BookingWorkflow],
+        activities=activities.ALL,
+        activity_executor=ThreadPoolExecutor(
+            max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="activity"
+        ),
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        graceful_shutdown_timeout=settings.PAYMENT_VALIDATION_TIMEOUT,
+    )

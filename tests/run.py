@@ -1,0 +1,32 @@
+"""Run the whole suite: everything but the browser tests, then the browser tests on their own.
+
+pytest-playwright leaves an event loop running that breaks later async tests in the same
+process, so the browser tests get their own pytest invocation. Extra arguments go to both runs;
+``-m`` or a path narrows them as usual. Exit code 0 only when both runs pass; a run that finds
+no test at all (pytest's exit code 5) counts as a failure unless the other run found tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+NO_TESTS = 5
+
+
+def pytest(*args: str) -> int:
+    return subprocess.run([sys.executable, "-m", "pytest", *args], check=False).returncode
+
+
+def main(args: list[str]) -> int:
+    core = pytest("-m", "not browser", *args)
+    browser = pytest("-m", "browser", *args)
+    codes = [code for code in (core, browser) if code != NO_TESTS]
+    if not codes:
+        print("no tests ran", file=sys.stderr)
+        return 1
+    return max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
