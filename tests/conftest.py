@@ -1,0 +1,154 @@
+"""Shared fixtures. Integration tests run on the real services that ``make test`` starts
+(PostgreSQL, Redis, the Temporal dev server), with a real worker process on the test database
+and short timeouts set through the settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from flights.models import Flight
+from flights.services import seed_demo_flights
+from orders import holds
+from tests.helpers import ApiClient, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK_QUEUE = f"booking-test-{uuid.uuid4().hex[:8]}"
+
+# What the worker process of the tests runs with (its own settings, from its environment).
+WORKER_ENV = {
+    "PAYMENT_FAILURE_RATE": "0",
+    "PAYMENT_LATENCY_MIN": "0",
+    "PAYMENT_LATENCY_MAX": "0",
+    "PAYMENT_VALIDATION_TIMEOUT": "2s",
+    "TEMPORAL_TASK_QUEUE": TASK_QUEUE,
+}
+# What the web side (the live server in this process) runs with: the rules each new order
+# carries into its workflow.
+SHORT_TIMEOUTS = {
+    "SEAT_RESERVATION_TIMEOUT": timedelta(seconds=30),
+    "PAYMENT_VALIDATION_TIMEOUT": timedelta(seconds=2),
+    "PAYMENT_MAX_RETRIES": 3,
+    "TEMPORAL_TASK_QUEUE": TASK_QUEUE,
+}
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@dataclass
+class WorkerProcess:
+    """``manage.py runworker`` on the test database, as its own process."""
+
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = ROOT / ".data" / "test-worker.log"
+
+    def start(self) -> None:
+        self.log.parent.mkdir(exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 (the child owns it)
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runworker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: b"Worker ready" in self.log.read_bytes(), timeout=30, what="the worker to start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        if self.process is not None:
+            self.stop()
+        self.log.write_bytes(b"")
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup: None, django_db_blocker: object) -> Iterator[WorkerProcess]:
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        url = _database_url()
+    env = dict(os.environ, DATABASE_URL=url, **WORKER_ENV)
+    process = WorkerProcess(env=env)
+    process.log.write_bytes(b"") if process.log.exists() else None
+    process.start()
+    yield process
+    if process.process is not None:
+        process.stop()
+
+
+@pytest.fixture
+def demo_flights(db: None) -> dict[str, Flight]:
+    seed_demo_flights()
+    return {flight.id: flight for flight in Flight.objects.all()}
+
+
+@pytest.fixture
+def clean_redis() -> None:
+    holds.connection().flushdb()
+
+
+@dataclass
+class Stack:
+    url: str
+    worker: WorkerProcess
+    flights: dict[str, Flight]
+
+    def customer(self) -> ApiClient:
+        return ApiClient(self.url)
+
+
+@pytest.fixture
+def stack(
+    transactional_db: None, live_server: object, worker: WorkerProcess, settings: object, clean_redis: None
+) -> Iterator[Stack]:
+    """The whole system on real services: live server, worker process, demo flights."""
+    for name, value in SHORT_TIMEOUTS.items():
+        setattr(settings, name, value)
+    seed_demo_flights()
+    yield Stack(url=str(live_server), worker=worker, flights={f.id: f for f in Flight.objects.all()})
+    _terminate_running_workflows()
+
+
+def _terminate_running_workflows() -> None:
+    """Stop the bookings a test left running, so that none writes into the next test."""
+    from temporal_worker import client as temporal_client
+
+    async def terminate_all(client):  # type: ignore[no-untyped-def]
+        query = f'TaskQueue="{TASK_QUEUE}" AND ExecutionStatus="Running"'
+        async for execution in client.list_workflows(query):
+            await client.get_workflow_handle(execution.id).terminate("test finished")
+
+    temporal_client.call(terminate_all, timeout=30)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that use the whole stack are marked, so `-m "not stack"` runs only fast ones.
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
+__all__ = ["django_settings"]
