@@ -11,7 +11,6 @@ seats or none, and a release or refresh touches only keys still owned by the ord
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import cache
 
 from django_redis import get_redis_connection
 from redis import Redis
@@ -51,8 +50,9 @@ def connection() -> Redis:
     return get_redis_connection("default")
 
 
-@cache
 def _scripts() -> tuple[Script, Script]:
+    # Building a Script only hashes its text; it runs by EVALSHA and reloads itself if Redis
+    # restarted and forgot it.
     redis = connection()
     return redis.register_script(_ACQUIRE), redis.register_script(_RELEASE)
 

@@ -30,16 +30,19 @@ class _ClientThread:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._client: Client | None = None
+        self._target: tuple[str, str] | None = None
         self._connecting = asyncio.Lock()
         thread = threading.Thread(target=self.loop.run_forever, name="temporal-client", daemon=True)
         thread.start()
 
     async def client(self) -> Client:
+        # Keyed by where it points, so that a changed TEMPORAL_HOST (tests, a reload) reconnects.
+        target = (settings.TEMPORAL_HOST, settings.TEMPORAL_NAMESPACE)
         async with self._connecting:
-            if self._client is None:
-                self._client = await asyncio.wait_for(
-                    connect(), settings.TEMPORAL_RPC_TIMEOUT.total_seconds()
-                )
+            if self._client is None or self._target != target:
+                timeout = settings.TEMPORAL_RPC_TIMEOUT.total_seconds()
+                self._client = await asyncio.wait_for(connect(), timeout)
+                self._target = target
             return self._client
 
     async def run(self, operation: Callable[[Client], Awaitable[T]]) -> T:
