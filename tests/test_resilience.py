@@ -1,0 +1,131 @@
+"""Nothing is lost: racing buyers, a Redis flush and a worker crash never sell a seat twice,
+leave an order stuck or hold a seat forever."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from orders import holds
+from orders.models import BookedSeat, Order
+from orders.services import live_status
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_thirty_buyers_racing_for_one_seat_get_exactly_one_hold(stack):
+    buyers = [stack.customer() for _ in range(30)]
+    barrier = threading.Barrier(len(buyers))
+    replies: list[int] = []
+
+    def buy(customer):
+        barrier.wait()
+        replies.append(customer.create_order("fl-101", ["1A"]).status)
+
+    threads = [threading.Thread(target=buy, args=(b,)) for b in buyers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(replies) == [201] + [400] * 29
+    assert Order.objects.count() == 1
+    assert holds.holders(flight_id="fl-101", seats=["1A"]) == {"1A": Order.objects.get().id}
+
+
+def test_a_redis_flush_mid_booking_still_sells_each_seat_once(stack):
+    first, second = stack.customer(), stack.customer()
+    first_order = first.create_order("fl-101", ["2A", "2B"]).json["orderId"]
+
+    holds.connection().flushdb()  # Redis forgets every hold
+    second_order = second.create_order("fl-101", ["2B"]).json["orderId"]
+    first.post(f"/api/orders/{first_order}/pay", {"paymentCode": "00000"})
+    second.post(f"/api/orders/{second_order}/pay", {"paymentCode": "00000"})
+
+    outcomes = {
+        first_order: first.wait_for_status(first_order, "CONFIRMED", "FAILED")["status"],
+        second_order: second.wait_for_status(second_order, "CONFIRMED", "FAILED")["status"],
+    }
+    assert BookedSeat.objects.filter(flight_id="fl-101", seat__code="2B").count() == 1
+    # The second order took 2B while the first's hold was gone; the first, re-taking its holds
+    # before paying, finds 2B held by another and fails without charging.
+    assert outcomes == {first_order: "FAILED", second_order: "CONFIRMED"}
+    assert "2B" in first.status(first_order)["lastError"]
+    assert holds.holders(flight_id="fl-101", seats=["2A"]) == {}, "the failed order let 2A go"
+
+
+def test_the_constraint_refuses_a_second_sale_and_the_order_is_refunded(stack):
+    first, second = stack.customer(), stack.customer()
+    first_order = first.create_order("fl-101", ["3A"]).json["orderId"]
+    first.post(f"/api/orders/{first_order}/pay", {"paymentCode": "00000"})
+    first.wait_for_status(first_order, "CONFIRMED")
+    holds.connection().flushdb()
+    # Sold seats are refused at hold time too; reach confirmation by holding a free seat and
+    # then racing the sale: hold 3B, sell 3B to someone else behind the hold's back.
+    second_order = second.create_order("fl-101", ["3B"]).json["orderId"]
+    other = Order.objects.create(id="ord-" + "f" * 20, flight_id="fl-101")
+    BookedSeat.objects.create(
+        flight_id="fl-101", seat=stack.flights["fl-101"].seats.get(code="3B"), order=other
+    )
+
+    second.post(f"/api/orders/{second_order}/pay", {"paymentCode": "00000"})
+    final = second.wait_for_status(second_order, "CONFIRMED", "FAILED")
+
+    assert final["status"] == "FAILED"
+    assert "3B" in final["lastError"]
+    assert BookedSeat.objects.filter(seat__code="3B", flight_id="fl-101").count() == 1
+
+
+def test_a_worker_crash_mid_booking_loses_nothing(stack, settings):
+    settings.SEAT_RESERVATION_TIMEOUT = timedelta(seconds=3)
+    customer = stack.customer()
+    order_id = customer.create_order("fl-404", ["6A"]).json["orderId"]
+
+    stack.worker.kill()  # SIGKILL: no graceful shutdown
+    wait_for(
+        lambda: Order.objects.get(id=order_id).hold_expires_at < _now(), timeout=10, what="the hold to pass"
+    )
+    assert customer.status(order_id)["status"] == "SEATS_RESERVED", (
+        "nothing runs the timer while no worker runs"
+    )
+    stack.worker.restart()
+
+    final = customer.wait_for_status(order_id, "EXPIRED", timeout=30)
+    assert final["seats"] == ["6A"]
+    assert holds.holders(flight_id="fl-404", seats=["6A"]) == {}
+
+
+def test_a_restarted_worker_carries_on_the_same_booking(stack):
+    customer = stack.customer()
+    order_id = customer.create_order("fl-404", ["7A"]).json["orderId"]
+
+    stack.worker.restart()  # SIGTERM: graceful
+    reply = customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
+
+    assert reply.status == 202
+    assert customer.wait_for_status(order_id, "CONFIRMED")["seats"] == ["7A"]
+
+
+def test_the_workflow_query_agrees_with_the_row(stack):
+    customer = stack.customer()
+    order_id = customer.create_order("fl-505", ["20A", "20B"]).json["orderId"]
+    customer.put(f"/api/orders/{order_id}/seats", {"seats": ["20B", "21K"]})
+
+    order = Order.objects.get(id=order_id)
+    live = live_status(order=order)
+
+    assert (live.state.value, live.seats, live.hold_expires_at, live.version) == (
+        order.state,
+        order.seats,
+        order.hold_expires_at,
+        order.version,
+    )
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
