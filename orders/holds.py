@@ -83,4 +83,8 @@ def holders(*, flight_id: str, seats: Sequence[str]) -> dict[str, str]:
     if not seats:
         return {}
     values = connection().mget([hold_key(flight_id, s) for s in seats])
-    return {seat: value.decode() for seat, value in zip(seats, values, strict=True) if value is not None}
+    return {seat: _text(value) for seat, value in zip(seats, values, strict=True) if value is not None}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -42,10 +42,11 @@ def finish_attempt(*, order_id: str, attempt: int, outcome: PaymentOutcome, erro
     from orders.models import Order
 
     with transaction.atomic():
-        PaymentAttempt.objects.filter(order_id=order_id, attempt=attempt).update(
-            outcome=outcome, error=error, finished_at=timezone.now()
-        )
-        if error:
+        # Only an attempt still validating: a late answer never rewrites a recorded outcome.
+        finished = PaymentAttempt.objects.filter(
+            order_id=order_id, attempt=attempt, outcome=PaymentOutcome.PENDING
+        ).update(outcome=outcome, error=error, finished_at=timezone.now())
+        if finished and error:
             Order.objects.filter(id=order_id).update(last_error=error)
 
 

@@ -159,11 +159,19 @@ def _wait_for_gateway(seconds: float) -> bool:
     remaining = seconds
     while remaining > 0:
         step = min(0.5, remaining)
-        activity.heartbeat()
-        if activity.wait_for_cancelled_sync(timeout=step):
+        activity.heartbeat()  # how a sync activity learns that it was cancelled
+        activity.wait_for_cancelled_sync(timeout=step)
+        if activity.is_cancelled():
             return True
         remaining -= step
     return False
 
 
-ALL = [hold_seats, release_seats, record_order, confirm_booking, refund_payment, validate_payment]
+ALL: list[Callable[..., object]] = [
+    hold_seats,
+    release_seats,
+    record_order,
+    confirm_booking,
+    refund_payment,
+    validate_payment,
+]

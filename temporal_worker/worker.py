@@ -21,7 +21,7 @@ def build_worker(client: Client, *, task_queue: str | None = None) -> Worker:
         client,
         task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
         workflows=[BookingWorkflow],
-        activities=activities.ALL,
+        activities=list(activities.ALL),
         activity_executor=ThreadPoolExecutor(
             max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="activity"
         ),

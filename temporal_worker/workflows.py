@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -52,16 +53,26 @@ from temporal_worker.shared import (
 
 # Bookkeeping activities (Redis, PostgreSQL) retry until the store is back: a booking waits
 # out an outage instead of failing. Only errors that no retry can fix stop them.
-STORE_CALL = dict(
-    start_to_close_timeout=timedelta(seconds=10),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=200),
-        maximum_interval=timedelta(seconds=10),
-        non_retryable_error_types=[ErrorType.UNKNOWN_SEATS, ErrorType.SEAT_ALREADY_BOOKED],
-    ),
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=[ErrorType.UNKNOWN_SEATS, ErrorType.SEAT_ALREADY_BOOKED],
 )
 
-PAYMENT_BACKOFF = dict(initial=1.0, coefficient=1.5, maximum=5.0)  # seconds, as the PRD says
+
+async def call_store(activity: str, arg: Any, *, result_type: type | None = None) -> Any:
+    """Run a bookkeeping activity (Redis, PostgreSQL): 10 s per try, retried until it works."""
+    return await workflow.execute_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=STORE_RETRY,
+    )
+
+
+# The payment retry policy of the PRD, in seconds: 1 s, then x1.5 per attempt, at most 5 s.
+PAYMENT_BACKOFF = {"initial": 1.0, "coefficient": 1.5, "maximum": 5.0}
 
 
 class Saga:
@@ -171,7 +182,7 @@ class BookingWorkflow:
                 State.SEATS_RESERVED, version=version, seats=seats, hold_expires_at=deadline
             )
             try:
-                result = await workflow.execute_activity(
+                result = await call_store(
                     Activities.HOLD_SEATS,
                     HoldSeatsInput(
                         record=record,
@@ -179,7 +190,6 @@ class BookingWorkflow:
                         release=[seat for seat in self._seats if seat not in seats],
                     ),
                     result_type=HoldSeatsResult,
-                    **STORE_CALL,
                 )
             except ActivityError as error:
                 self._first_hold_refused = self._state is State.CREATED
@@ -242,11 +252,11 @@ class BookingWorkflow:
         another order took a seat meanwhile, fail before any money moves."""
         self._version += 1
         record = self._record_of(State.PAYMENT_PROCESSING, version=self._version)
-        result = await workflow.execute_activity(
+        window = self._payment_window.total_seconds()
+        result = await call_store(
             Activities.HOLD_SEATS,
-            HoldSeatsInput(record=record, ttl_seconds=self._payment_window.total_seconds()),
+            HoldSeatsInput(record=record, ttl_seconds=window),
             result_type=HoldSeatsResult,
-            **STORE_CALL,
         )
         if result.taken:
             raise BookingFailed(Messages.seats_unavailable(result.taken))
@@ -280,11 +290,7 @@ class BookingWorkflow:
         """Write the sold seats and CONFIRMED in one transaction; the constraint may refuse."""
         version = self._version + 1
         try:
-            await workflow.execute_activity(
-                Activities.CONFIRM_BOOKING,
-                self._record_of(State.CONFIRMED, version=version),
-                **STORE_CALL,
-            )
+            await call_store(Activities.CONFIRM_BOOKING, self._record_of(State.CONFIRMED, version=version))
         except ActivityError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError) and cause.type == ErrorType.SEAT_ALREADY_BOOKED:
@@ -304,16 +310,14 @@ class BookingWorkflow:
         await self._release(self._seats)
 
     async def _release(self, seats: list[str]) -> None:
-        await workflow.execute_activity(
+        booking = self._booking
+        await call_store(
             Activities.RELEASE_SEATS,
-            ReleaseSeatsInput(
-                order_id=self._booking.order_id, flight_id=self._booking.flight_id, seats=seats
-            ),
-            **STORE_CALL,
+            ReleaseSeatsInput(order_id=booking.order_id, flight_id=booking.flight_id, seats=seats),
         )
 
     async def _refund_payment(self) -> None:
-        await workflow.execute_activity(Activities.REFUND_PAYMENT, self._booking.order_id, **STORE_CALL)
+        await call_store(Activities.REFUND_PAYMENT, self._booking.order_id)
 
     async def _finish(self) -> BookingStatus:
         # Let an update that is still running answer its caller before the workflow closes.
@@ -337,9 +341,7 @@ class BookingWorkflow:
     async def _transition(self, state: State) -> None:
         self._state = state
         self._version += 1
-        await workflow.execute_activity(
-            Activities.RECORD_ORDER, self._record_of(state, version=self._version), **STORE_CALL
-        )
+        await call_store(Activities.RECORD_ORDER, self._record_of(state, version=self._version))
 
     def _record_of(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 
 import pytest
@@ -107,3 +108,26 @@ def test_a_seat_change_resets_the_hold_and_releases_dropped_seats(stack, setting
     row = Order.objects.get(id=created["orderId"])
     assert row.seats == ["7B", "8C"]
     assert row.hold_expires_at == parse(changed.json["expiresAt"])
+
+
+def test_88888_outlasts_the_timeout_of_every_attempt(stack):
+    customer = stack.customer()
+    order_id = customer.create_order("fl-303", ["9A"]).json["orderId"]
+
+    customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "88888"})
+    processing = customer.wait_for_status(order_id, "PAYMENT_PROCESSING", "FAILED", timeout=10)
+    final = customer.wait_for_status(order_id, "FAILED", timeout=30)
+
+    assert processing["status"] == "PAYMENT_PROCESSING"
+    assert final["paymentAttempts"] == 3
+    attempts = list(PaymentAttempt.objects.filter(order_id=order_id).order_by("attempt"))
+    assert [(a.attempt, a.outcome) for a in attempts] == [(n, PaymentOutcome.TIMED_OUT) for n in (1, 2, 3)]
+    # Each attempt was cut off at the 2 s timeout set for these tests, not at the gateway's 9 s.
+    for attempt in attempts:
+        assert (attempt.finished_at - attempt.started_at) < timedelta(seconds=4)
+    gaps = [
+        (b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(attempts)
+    ]
+    assert gaps[0] == pytest.approx(2 + 1.0, abs=0.8), "timeout, then 1 s backoff"
+    assert gaps[1] == pytest.approx(2 + 1.5, abs=0.8), "timeout, then 1.5 s backoff"
+    assert seat_status(customer, "fl-303", "9A") == "available"
