@@ -16,13 +16,21 @@ from typing import TypeVar
 
 from django.conf import settings
 from temporalio.client import Client
+from temporalio.service import RetryConfig
 
 T = TypeVar("T")
 
 
-async def connect() -> Client:
+# A customer waiting on a page should hear "unavailable" within seconds, not after the SDK's
+# default ten seconds of retries; the worker keeps the default and simply waits Temporal out.
+INTERACTIVE_RETRIES = RetryConfig(max_interval_millis=1000, max_elapsed_time_millis=3000)
+
+
+async def connect(*, retry_config: RetryConfig | None = None) -> Client:
     """A new client from settings (the worker and async code use this directly)."""
-    return await Client.connect(settings.TEMPORAL_HOST, namespace=settings.TEMPORAL_NAMESPACE)
+    return await Client.connect(
+        settings.TEMPORAL_HOST, namespace=settings.TEMPORAL_NAMESPACE, retry_config=retry_config
+    )
 
 
 class _ClientThread:
@@ -41,7 +49,7 @@ class _ClientThread:
         async with self._connecting:
             if self._client is None or self._target != target:
                 timeout = settings.TEMPORAL_RPC_TIMEOUT.total_seconds()
-                self._client = await asyncio.wait_for(connect(), timeout)
+                self._client = await asyncio.wait_for(connect(retry_config=INTERACTIVE_RETRIES), timeout)
                 self._target = target
             return self._client
 
