@@ -315,18 +315,20 @@ def services(stack: Stack, data: Path, env: dict[str, str], *, mode: str) -> dic
     persist = mode == "run"
     urls: dict[str, str] = {}
     if "DATABASE_URL" not in env:
-        port = 55432 if persist else free_port()
+        port = int(env.get("STACK_POSTGRES_PORT", 55432)) if persist else free_port()
         urls["DATABASE_URL"] = start_postgres(stack, data, port, env)
         log(f"PostgreSQL {urls['DATABASE_URL']}")
     if "REDIS_URL" not in env:
-        port = 56379 if persist else free_port()
+        port = int(env.get("STACK_REDIS_PORT", 56379)) if persist else free_port()
         urls["REDIS_URL"] = start_redis(stack, data, port, env, persist=persist)
         log(f"Redis {urls['REDIS_URL']}")
     if "TEMPORAL_HOST" not in env:
-        port = 7233 if persist else free_port()
+        port = int(env.get("STACK_TEMPORAL_PORT", 7233)) if persist else free_port()
         if persist and not port_is_free(port):
-            raise SystemExit("[stack] port 7233 is taken: set TEMPORAL_HOST to use that server, or stop it")
-        ui_port = 8233 if persist else None
+            raise SystemExit(
+                f"[stack] port {port} is taken: set TEMPORAL_HOST to use that server, or stop it"
+            )
+        ui_port = int(env.get("STACK_TEMPORAL_UI_PORT", port + 1000)) if persist else None
         urls["TEMPORAL_HOST"] = start_temporal(stack, data, port, env, ui_port=ui_port, persist=persist)
         if ui_port:
             urls["TEMPORAL_UI_URL"] = f"http://localhost:{ui_port}"
@@ -339,7 +341,7 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 
 def run(stack: Stack) -> int:
-    data = ROOT / ".data"
+    data = Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
     data.mkdir(exist_ok=True)
     env = dict(os.environ, STACK_MODE="run")
     env.setdefault("DEBUG", "true")

@@ -125,9 +125,7 @@ def test_88888_outlasts_the_timeout_of_every_attempt(stack):
     # Each attempt was cut off at the 2 s timeout set for these tests, not at the gateway's 9 s.
     for attempt in attempts:
         assert (attempt.finished_at - attempt.started_at) < timedelta(seconds=4)
-    gaps = [
-        (b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(attempts)
-    ]
+    gaps = [(b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(attempts)]
     assert gaps[0] == pytest.approx(2 + 1.0, abs=0.8), "timeout, then 1 s backoff"
     assert gaps[1] == pytest.approx(2 + 1.5, abs=0.8), "timeout, then 1.5 s backoff"
     assert seat_status(customer, "fl-303", "9A") == "available"
