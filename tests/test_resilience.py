@@ -102,7 +102,8 @@ def test_a_restarted_worker_carries_on_the_same_booking(stack):
     customer = stack.customer()
     order_id = customer.create_order("fl-404", ["7A"]).json["orderId"]
 
-    stack.worker.restart()  # SIGTERM: graceful
+    assert stack.worker.stop() == 0, "SIGTERM is a graceful shutdown with a clean exit"
+    stack.worker.start()
     reply = customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
 
     assert reply.status == 202
