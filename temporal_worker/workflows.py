@@ -111,17 +111,16 @@ class BookingWorkflow:
     @workflow.run
     async def run(self, booking: BookingInput) -> BookingStatus:
         # 1. The first seats come with the start. If they could not be held, there is no order.
+        #    (A cancellation meanwhile is acted on by the hold, once there is something to release.)
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(
-                lambda: (
-                    self._state is not State.CREATED
-                    or self._first_hold_refused
-                    or self._cancel_reason is not None
-                ),
+                lambda: self._state is not State.CREATED or self._first_hold_refused,
                 timeout=self._hold_duration,
             )
-        if self._state is State.CREATED:
-            self._state = State.CANCELLED  # never held anything: nothing to release or record
+        async with self._lock:  # a first hold still running decides before we do
+            if self._state is State.CREATED:
+                self._state = State.CANCELLED  # never held anything: nothing to release or record
+        if self._state is State.CANCELLED:
             return await self._finish()
 
         # 2. Hold the seats until the customer pays, lets go, or the hold runs out.
