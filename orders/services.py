@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.utils import timezone
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -29,6 +31,7 @@ from orders.models import BookedSeat, Order, OrderEvent, OrderState
 from payments import services as payment_services
 from temporal_worker import client as temporal_client
 from temporal_worker.shared import (
+    ACTIVE_STATES,
     PAYING_STATES,
     TERMINAL_STATES,
     BookingInput,
@@ -39,6 +42,7 @@ from temporal_worker.shared import (
     OrderRecord,
     PaymentRequest,
     SeatSelection,
+    State,
     workflow_id_for,
 )
 from temporal_worker.workflows import BookingWorkflow
@@ -306,3 +310,48 @@ def _through_workflow(operation: Callable[[Client], Awaitable[T]], *, order: Ord
         raise BookingError(503, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE) from error
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RuntimeError) as error:
         raise BookingError(503, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE) from error
+
+
+def reconcile_orders(*, idle_for: timedelta = timedelta(minutes=5)) -> list[str]:
+    """Close orders whose workflow ended without saying so (terminated by hand, say).
+
+    A live order is normally closed by its workflow; one terminated from the Temporal UI or
+    CLI would stay active forever. For each active order untouched for ``idle_for`` whose
+    workflow no longer runs: release what it still holds and mark it FAILED. Idempotent.
+    """
+    closed = []
+    idle = Order.objects.filter(
+        state__in=[s.value for s in ACTIVE_STATES], updated_at__lt=timezone.now() - idle_for
+    )
+    for order in idle:
+        if _workflow_is_running(order):
+            continue
+        release_seats(order_id=order.id, flight_id=order.flight_id, seats=list(order.seats))
+        record_order(
+            record=OrderRecord(
+                order_id=order.id,
+                flight_id=order.flight_id,
+                version=order.version + 1,
+                state=State.FAILED,
+                seats=list(order.seats),
+                at=timezone.now(),
+                hold_expires_at=order.hold_expires_at,
+                payment_attempts=order.payment_attempts,
+                last_error=Messages.STOPPED,
+            )
+        )
+        closed.append(order.id)
+    return closed
+
+
+def _workflow_is_running(order: Order) -> bool:
+    async def operation(client: Client) -> bool:
+        try:
+            description = await client.get_workflow_handle(order.workflow_id).describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    return temporal_client.call(operation)

@@ -69,6 +69,7 @@ class Messages:
     )
     CANCELLED_BY_CUSTOMER = "You cancelled this order. Your seats have been released."
     RELEASED_BY_OPERATOR = "An operator released this hold. Your seats have been released."
+    STOPPED = "This booking was stopped before it could finish. Your seats have been released."
 
     @staticmethod
     def seats_unavailable(seats: list[str]) -> str:

@@ -130,3 +130,25 @@ def _now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+def test_an_order_whose_workflow_was_terminated_by_hand_is_reconciled(stack):
+    from django.core.management import call_command
+
+    from temporal_worker import client as temporal_client
+
+    customer = stack.customer()
+    order_id = customer.create_order("fl-101", ["15A"]).json["orderId"]
+    live = customer.create_order("fl-101", ["15B"]).json["orderId"]
+    temporal_client.call(lambda c: c.get_workflow_handle(f"booking-{order_id}").terminate("by hand"))
+
+    call_command("reconcile_orders", "--idle-minutes", "0")
+
+    final = customer.status(order_id)
+    assert final["status"] == "FAILED"
+    assert (
+        final["lastError"]
+        == "This booking was stopped before it could finish. Your seats have been released."
+    )
+    assert holds.holders(flight_id="fl-101", seats=["15A"]) == {}
+    assert customer.status(live)["status"] == "SEATS_RESERVED", "a running booking is left alone"
