@@ -21,3 +21,6 @@ urlpatterns = [
     path("", include("orders.urls")),
     path("", include("flights.urls")),
 ]
+
+handler404 = "booking_site.errors.not_found"
+handler500 = "booking_site.errors.internal_error"

@@ -15,7 +15,6 @@ from typing import Any
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from flights.models import Flight
 from flights.selectors import availability, flights, seat_map
@@ -37,9 +36,12 @@ def api_view(*methods: str) -> Callable[[View], View]:
 
     def decorate(view: View) -> View:
         @csrf_exempt
-        @require_http_methods(list(methods))
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method not in methods:
+                reply = error(405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(methods)} here")
+                reply["Allow"] = ", ".join(methods)
+                return reply
             try:
                 return view(request, *args, **kwargs)
             except BookingError as failure:

@@ -153,8 +153,17 @@ def test_abandoning_an_order_releases_its_seats(stack):
     assert held_seats(customer, "fl-303") == []
 
 
-def test_wrong_methods_are_405(stack):
+def test_wrong_methods_are_405_with_a_code(stack):
     customer = stack.customer()
 
-    assert customer.get("/api/orders").status == 405
-    assert customer.delete("/api/flights").status == 405
+    for reply in (customer.get("/api/orders"), customer.delete("/api/flights")):
+        assert reply.status == 405
+        assert reply.json["error"] == "METHOD_NOT_ALLOWED"
+    assert customer.get("/api/orders").headers["Allow"] == "POST"
+
+
+def test_an_unknown_endpoint_is_a_json_404(stack):
+    reply = stack.customer().get("/api/nothing-here")
+
+    assert reply.status == 404
+    assert reply.json["error"] == "NOT_FOUND"
