@@ -35,7 +35,9 @@ PYTHON = sys.executable
 
 
 def log(message: str) -> None:
-    print(f"[stack] {message}", flush=True)
+    # Never let a closed terminal or pipe (`make test | head`) abort stopping the services.
+    with contextlib.suppress(OSError):
+        print(f"[stack] {message}", flush=True)
 
 
 def free_port() -> int:
