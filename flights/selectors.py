@@ -3,6 +3,7 @@ booked (PostgreSQL) > held (Redis) > available."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,10 @@ class SeatView:
     status: SeatStatus
 
     @property
+    def taken(self) -> bool:
+        return self.status in (SeatStatus.BOOKED, SeatStatus.RESERVED)
+
+    @property
     def label(self) -> str:
         words = {
             SeatStatus.AVAILABLE: "available",
@@ -51,6 +56,16 @@ class SeatMap:
     @property
     def available(self) -> int:
         return sum(seat.status is SeatStatus.AVAILABLE for seat in self.seats)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever any seat's status does: a poll that sends it back unchanged gets 204."""
+        statuses = "".join(seat.status.value[0] for seat in self.seats)
+        return hashlib.blake2s(f"{statuses}{self.holds_known}".encode(), digest_size=8).hexdigest()
+
+    @property
+    def column_headers(self) -> list[str]:
+        return [" " if letter == "-" else letter for letter in self.flight.cabin_layout]
 
     def status_of(self, code: str) -> SeatStatus | None:
         return next((seat.status for seat in self.seats if seat.code == code), None)

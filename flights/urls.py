@@ -1,4 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from flights import views
 
 app_name = "flights"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.flight_list, name="list"),
+    path("flights/<str:flight_id>/", views.flight_detail, name="detail"),
+]

@@ -1,0 +1,26 @@
+"""The flight list and a flight's seat map: full pages, or the polled fragment under HTMX."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from flights.models import Flight
+from flights.selectors import availability, flights, seat_map
+
+UNCHANGED = 204  # htmx swaps nothing: the seat map (and the keyboard focus in it) stays
+
+
+def flight_list(request: HttpRequest) -> HttpResponse:
+    rows = availability(list(flights()))
+    template = "flights/flight_list.html#flight-rows" if request.htmx else "flights/flight_list.html"
+    return render(request, template, {"rows": rows})
+
+
+def flight_detail(request: HttpRequest, flight_id: str) -> HttpResponse:
+    flight = get_object_or_404(Flight, id=flight_id)
+    plan = seat_map(flight=flight)
+    if request.htmx and request.GET.get("v") == plan.fingerprint:
+        return HttpResponse(status=UNCHANGED)
+    template = "flights/flight_detail.html#seat-map" if request.htmx else "flights/flight_detail.html"
+    return render(request, template, {"flight": flight, "plan": plan})

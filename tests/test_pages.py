@@ -1,0 +1,166 @@
+"""The customer's pages: server-rendered, HTMX-enhanced, owned by the session that made the order."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from orders.models import Order
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def hold(client: Client, seat: str = "12A", flight: str = "fl-101") -> str:
+    reply = client.post(f"/flights/{flight}/hold", {"seat": seat})
+    assert reply.status_code == 302, reply.content[:500]
+    match = re.fullmatch(r"/orders/(ord-[0-9a-f]+)/", reply["Location"])
+    assert match, reply["Location"]
+    return match.group(1)
+
+
+def test_the_flight_list_shows_routes_and_free_seats(client, stack):
+    page = client.get("/").content.decode()
+
+    assert "FL101" in page
+    assert "NYC" in page and "LAX" in page
+    assert "120/120</strong> seats available" in page
+    assert 'hx-trigger="every 2s"' in page
+    assert "Payments fail 15" in page and "00000" in page and "99999" in page
+
+
+def test_the_flight_list_poll_answers_just_the_rows(client, stack):
+    fragment = client.get("/", **HTMX).content.decode()
+
+    assert fragment.lstrip().startswith('<tbody id="flight-rows"')
+    assert "<html" not in fragment
+
+
+def test_the_seat_map_has_a_named_button_per_seat_and_aisles(client, stack):
+    page = client.get("/flights/fl-505/").content.decode()
+
+    assert page.count('name="seat" value=') == 330
+    assert 'aria-label="Seat 12A, available"' in page
+    assert page.count('class="aisle"') == 33 * 2, "two aisles on every row of the wide-body"
+
+
+def test_an_unknown_flight_is_a_404_page(client, stack):
+    reply = client.get("/flights/fl-000/")
+
+    assert reply.status_code == 404
+    assert b"couldn't find that page" in reply.content
+
+
+def test_clicking_a_seat_holds_it_and_opens_the_order(client, stack):
+    order_id = hold(client, "12A")
+
+    page = client.get(f"/orders/{order_id}/").content.decode()
+    assert 'aria-label="Seat 12A, selected"' in page
+    assert 'aria-pressed="true"' in page
+    assert "data-expires-at=" in page and 'data-running="true"' in page
+    assert 'name="payment_code"' in page and 'inputmode="numeric"' in page
+
+
+def test_under_htmx_a_hold_redirects_the_browser(client, stack):
+    reply = client.post("/flights/fl-101/hold", {"seat": "3A"}, **HTMX)
+
+    assert reply.status_code == 200
+    assert reply["HX-Redirect"].startswith("/orders/ord-")
+
+
+def test_a_seat_someone_holds_shows_as_taken_with_a_message(client, stack):
+    hold(Client(), "5C")
+
+    reply = client.post("/flights/fl-101/hold", {"seat": "5C"}, **HTMX)
+
+    fragment = reply.content.decode()
+    assert "Seat 5C is no longer available" in fragment
+    assert 'aria-label="Seat 5C, held by another customer"' in fragment
+
+
+def test_adding_and_dropping_seats_changes_the_selection(client, stack):
+    order_id = hold(client, "7A")
+
+    added = client.post(f"/orders/{order_id}/seats", {"seat": "7B"}, **HTMX).content.decode()
+    assert 'aria-label="Seat 7B, selected"' in added
+    assert 'id="countdown"' in added and 'hx-swap-oob="true"' in added, "the countdown is reset too"
+    client.post(f"/orders/{order_id}/seats", {"seat": "7A"}, **HTMX)
+
+    assert Order.objects.get(id=order_id).seats == ["7B"]
+
+
+def test_dropping_the_last_seat_cancels_the_order(client, stack):
+    order_id = hold(client, "8A")
+
+    reply = client.post(f"/orders/{order_id}/seats", {"seat": "8A"})
+
+    assert reply.status_code == 302
+    assert reply["Location"] == "/flights/fl-101/"
+    wait_for(lambda: Order.objects.get(id=order_id).state == "CANCELLED", what="the cancellation")
+
+
+def test_a_bad_payment_code_shows_a_message_and_changes_nothing(client, stack):
+    order_id = hold(client, "9A")
+
+    fragment = client.post(f"/orders/{order_id}/pay", {"payment_code": "12a45"}, **HTMX).content.decode()
+
+    assert "The payment code must be exactly 5 digits" in fragment
+    assert 'aria-invalid="true"' in fragment
+    assert Order.objects.get(id=order_id).state == "SEATS_RESERVED"
+
+
+def test_paying_works_as_a_plain_post_too(client, stack):
+    order_id = hold(client, "10A")
+
+    reply = client.post(f"/orders/{order_id}/pay", {"payment_code": "00000"})
+
+    assert reply.status_code == 302
+    wait_for(lambda: Order.objects.get(id=order_id).state == "CONFIRMED", what="the booking to confirm")
+    page = client.get(f"/orders/{order_id}/").content.decode()
+    assert f"Booking confirmed! Order #{order_id.upper()}. Seats 10A on Flight FL101" in page
+
+
+def test_the_poll_stops_with_286_once_the_order_is_final(client, stack):
+    order_id = hold(client, "11A")
+    client.post(f"/orders/{order_id}/pay", {"payment_code": "99999"})
+    wait_for(lambda: Order.objects.get(id=order_id).state == "FAILED", timeout=30, what="the payment to fail")
+
+    reply = client.get(f"/orders/{order_id}/?poll=1", **HTMX)
+
+    assert reply.status_code == 286
+    fragment = reply.content.decode()
+    assert "Payment validation failed after 3 attempts" in fragment
+    assert "every 2s" not in fragment, "the final fragment must not start polling again"
+
+
+def test_an_unchanged_poll_is_204(client, stack):
+    order_id = hold(client, "13A")
+    page = client.get(f"/orders/{order_id}/").content.decode()
+    fingerprint = re.search(r'hx-vals=\'\{"v": "([^"]+)"\}\'', page).group(1)
+
+    reply = client.get(f"/orders/{order_id}/", {"poll": "1", "v": fingerprint}, **HTMX)
+
+    assert reply.status_code == 204
+
+
+def test_another_session_cannot_see_or_touch_an_order(client, stack):
+    order_id = hold(client, "14A")
+    stranger = Client()
+
+    assert stranger.get(f"/orders/{order_id}/").status_code == 404
+    assert stranger.get(f"/orders/{order_id}/?poll=1", **HTMX).status_code == 404
+    for action, data in [("seats", {"seat": "14B"}), ("pay", {"payment_code": "00000"}), ("cancel", {})]:
+        assert stranger.post(f"/orders/{order_id}/{action}", data).status_code == 404
+    assert Order.objects.get(id=order_id).state == "SEATS_RESERVED"
+
+
+def test_forms_need_the_csrf_token(stack):
+    strict = Client(enforce_csrf_checks=True)
+
+    reply = strict.post("/flights/fl-101/hold", {"seat": "15A"})
+
+    assert reply.status_code == 403
+    assert not Order.objects.exists()
