@@ -4,10 +4,18 @@ from django.http import HttpRequest
 from payments.gateway import TEST_CODES
 
 
+def duration_text(seconds: float) -> str:
+    """900 -> "15 minutes", 30 -> "30 seconds", 90 -> "90 seconds"."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
 def booking(request: HttpRequest) -> dict[str, object]:
-    """What every page shows about the demo: the simulated failure rate and the test codes."""
+    """What every page shows about the demo: the hold, the simulated failure rate, the test codes."""
     return {
         "payment_failure_percent": round(settings.PAYMENT_FAILURE_RATE * 100),
-        "hold_minutes": settings.SEAT_RESERVATION_TIMEOUT.total_seconds() / 60,
+        "hold_text": duration_text(settings.SEAT_RESERVATION_TIMEOUT.total_seconds()),
         "test_codes": TEST_CODES,
     }

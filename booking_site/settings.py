@@ -188,18 +188,21 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Hashed, compressed file names (collectstatic) in production. The test suite's live server
+# serves /static/ through Django's finders, which know only the plain names: it turns this off.
+STATIC_MANIFEST = env.boolean("STATIC_MANIFEST", not DEBUG)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }
 # Without collectstatic (tests, `make run`), serve straight from the apps' static folders.
-WHITENOISE_USE_FINDERS = env.boolean("WHITENOISE_USE_FINDERS", DEBUG)
+WHITENOISE_USE_FINDERS = env.boolean("WHITENOISE_USE_FINDERS", not STATIC_MANIFEST)
 WHITENOISE_MANIFEST_STRICT = False
 
 # --- Logging: JSON on stdout in production, text in development ----------------------------

@@ -396,9 +396,8 @@ def test(stack: Stack, pytest_args: list[str]) -> int:
         env.setdefault("HTTPS", "false")
         env.setdefault("LOG_FORMAT", "text")
         env.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        env.setdefault("STATIC_MANIFEST", "false")  # see settings.STATIC_MANIFEST
         env.update(services(stack, data, env, mode="test"))
-        # Tests serve static files as production does: hashed, compressed, from STATIC_ROOT.
-        manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
         return subprocess.run(
             [PYTHON, "-m", "tests.run", *pytest_args], env=env, cwd=ROOT, check=False
         ).returncode

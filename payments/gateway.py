@@ -2,7 +2,8 @@
 
 Test codes (also shown on every page):
     00000  always succeeds at once
-    99999  always fails at once, so every attempt runs and the order ends FAILED
+    99999  always fails, after the usual latency, so every attempt runs (and shows) and the
+           order ends FAILED
     88888  always outlasts the per-attempt timeout, so the timeout is seen working
 Any other code fails PAYMENT_FAILURE_RATE of the time after PAYMENT_LATENCY_MIN..MAX.
 """
@@ -47,14 +48,12 @@ class Gateway:
         rng = rng or random.Random()
         if code == ALWAYS_SUCCEEDS:
             return Verdict(approved=True, latency_seconds=0.0)
+        latency = rng.uniform(self.latency_min_seconds, self.latency_max_seconds)
         if code == ALWAYS_FAILS:
-            return Verdict(approved=False, latency_seconds=0.0)
+            return Verdict(approved=False, latency_seconds=latency)
         if code == ALWAYS_TIMES_OUT:
             return Verdict(approved=True, latency_seconds=self.timeout_seconds * 2 + 5)
-        return Verdict(
-            approved=rng.random() >= self.failure_rate,
-            latency_seconds=rng.uniform(self.latency_min_seconds, self.latency_max_seconds),
-        )
+        return Verdict(approved=rng.random() >= self.failure_rate, latency_seconds=latency)
 
 
 def from_settings() -> Gateway:

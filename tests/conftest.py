@@ -35,8 +35,10 @@ TASK_QUEUE = f"booking-test-{uuid.uuid4().hex[:8]}"
 # What the worker process of the tests runs with (its own settings, from its environment).
 WORKER_ENV = {
     "PAYMENT_FAILURE_RATE": "0",
-    "PAYMENT_LATENCY_MIN": "0",
-    "PAYMENT_LATENCY_MAX": "0",
+    # 99999 declines after this latency: long enough that each retry shows on a page polled
+    # every 2 s; 00000 stays instant.
+    "PAYMENT_LATENCY_MIN": "3s",
+    "PAYMENT_LATENCY_MAX": "3s",
     "PAYMENT_VALIDATION_TIMEOUT": "2s",
     "TEMPORAL_TASK_QUEUE": TASK_QUEUE,
 }
@@ -44,7 +46,7 @@ WORKER_ENV = {
 # carries into its workflow.
 SHORT_TIMEOUTS = {
     "SEAT_RESERVATION_TIMEOUT": timedelta(seconds=30),
-    "PAYMENT_VALIDATION_TIMEOUT": timedelta(seconds=2),
+    "PAYMENT_VALIDATION_TIMEOUT": timedelta(seconds=5),
     "PAYMENT_MAX_RETRIES": 3,
     "TEMPORAL_TASK_QUEUE": TASK_QUEUE,
 }

@@ -1,0 +1,126 @@
+"""The customer's whole experience in a real browser, against the real stack (PRD sections 5, 11)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+WAIT = 20_000  # ms: the longest any state below may take to appear
+
+
+def open_flight(page: Page, url: str, number: str = "FL101") -> None:
+    page.goto(url)
+    page.get_by_role("link", name=f"Choose seats on {number}").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(number)
+
+
+def hold(page: Page, seat: str) -> None:
+    page.get_by_role("button", name=f"Seat {seat}, available").click()
+    expect(page).to_have_url(re.compile(r"/orders/ord-[0-9a-f]+/$"))
+    expect(page.get_by_role("button", name=f"Seat {seat}, selected")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+
+
+def clock(page: Page):
+    return page.locator("[data-clock]")
+
+
+def test_whole_flow_with_00000_ends_confirmed(page: Page, stack, settings, screenshot):
+    settings.SEAT_RESERVATION_TIMEOUT = timedelta(minutes=15)
+    open_flight(page, stack.url)
+    expect(page.get_by_text("120 of 120 available")).to_be_visible()
+    screenshot(page, "seat-map")
+
+    hold(page, "12A")
+    expect(clock(page)).to_have_text(re.compile(r"^(15:00|14:5\d)$"))
+    page.get_by_role("button", name="Seat 12B, available").click()
+    expect(page.get_by_role("button", name="Seat 12B, selected")).to_be_visible()
+    screenshot(page, "order")
+
+    page.get_by_label("5-digit payment code").fill("00000")
+    page.get_by_role("button", name="Pay and confirm").click()
+
+    banner = page.get_by_role("status").filter(has_text="Booking confirmed!")
+    expect(banner).to_contain_text(
+        re.compile(r"Booking confirmed! Order #ORD-[0-9A-F]+\. Seats 12A, 12B on Flight FL101"), timeout=WAIT
+    )
+    expect(page.get_by_role("button", name="Seat 12A, booked")).to_be_disabled()
+    screenshot(page, "confirmed")
+
+
+def test_a_seat_change_resets_the_countdown(page: Page, stack, settings, screenshot):
+    settings.SEAT_RESERVATION_TIMEOUT = timedelta(minutes=15)
+    open_flight(page, stack.url)
+    hold(page, "5A")
+    expect(clock(page)).to_have_text(re.compile(r"^14:5[0-7]$"), timeout=WAIT)  # time passes
+
+    page.get_by_role("button", name="Seat 5B, available").click()
+
+    expect(page.get_by_role("button", name="Seat 5B, selected")).to_be_visible()
+    expect(clock(page)).to_have_text(re.compile(r"^(15:00|14:59)$"))
+
+
+def test_99999_shows_every_attempt_then_the_failure(page: Page, stack, screenshot):
+    open_flight(page, stack.url)
+    hold(page, "20F")
+    page.get_by_label("5-digit payment code").fill("99999")
+    page.get_by_role("button", name="Pay and confirm").click()
+
+    status = page.locator("#banner")
+    expect(status).to_contain_text("Validating payment...")
+    expect(status).to_contain_text("Payment validation failed. Retrying (attempt 2 of 3)...", timeout=WAIT)
+    screenshot(page, "retrying")
+    expect(status).to_contain_text("Payment validation failed. Retrying (attempt 3 of 3)...", timeout=WAIT)
+    expect(status).to_contain_text(
+        "Payment validation failed after 3 attempts. Your seats have been released. Please try again.",
+        timeout=WAIT,
+    )
+    expect(page.get_by_role("link", name="Choose seats again")).to_be_visible()
+    expect(page.get_by_role("button", name="Seat 20F, available")).to_be_visible()
+    screenshot(page, "failed")
+
+
+def test_an_unpaid_hold_expires_at_0000_and_frees_the_seats(page: Page, stack, settings, screenshot):
+    settings.SEAT_RESERVATION_TIMEOUT = timedelta(seconds=5)
+    open_flight(page, stack.url)
+    hold(page, "9C")
+    expect(clock(page)).to_have_text(re.compile(r"^00:0[0-5]$"))
+
+    expect(page.locator("#banner")).to_contain_text(
+        "Your seat hold expired and the seats were released.", timeout=WAIT
+    )
+    expect(page.get_by_role("button", name="Seat 9C, available")).to_be_visible()
+    page.get_by_role("link", name="Choose seats again").click()
+    expect(page).to_have_url(f"{stack.url}/flights/fl-101/")
+    page.go_back()
+    screenshot(page, "expired")
+
+
+def test_a_seat_taken_in_another_browser_shows_as_taken(page: Page, browser, stack, screenshot):
+    open_flight(page, stack.url)
+    page.route(re.compile(r".*/flights/fl-101/\?v=.*"), lambda route: route.abort())  # keep this map stale
+    rival = browser.new_context().new_page()
+    open_flight(rival, stack.url)
+    hold(rival, "16D")
+
+    page.get_by_role("button", name="Seat 16D, available").click()
+
+    expect(page.get_by_role("alert")).to_have_text("Seat 16D is no longer available")
+    expect(page.get_by_role("button", name="Seat 16D, held by another customer")).to_be_disabled()
+    expect(page).to_have_url(f"{stack.url}/flights/fl-101/")
+    screenshot(page, "seat-taken")
+
+
+def test_the_flight_list_counts_free_seats(page: Page, stack, screenshot):
+    page.goto(stack.url)
+
+    row = page.get_by_role("row").filter(has_text="FL505")
+    expect(row).to_contain_text("330/330 seats available")
+    # FL505 leaves at 19:00 UTC: 2:00 PM in the viewer's New York winter time.
+    expect(row.locator("time")).to_contain_text(re.compile(r"02:00\s?PM EST"))
+    screenshot(page, "flights")
