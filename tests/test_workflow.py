@@ -1,0 +1,392 @@
+"""BookingWorkflow's logic on Temporal's time-skipping test server.
+
+Fifteen minutes pass in an instant. The activities are in-memory stand-ins registered under the
+real names (a unit test of the workflow: the real ones are exercised by the integration tests).
+
+The first hold is sent as a separate update after the start: the time-skipping server (the Java
+test server 1.40) stops skipping time for a workflow started by update-with-start, so its timers
+would run in real time. Production's update-with-start path runs in the integration tests, on
+the dev server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sysconfig
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from temporal_worker.shared import (
+    Activities,
+    BookingInput,
+    BookingStatus,
+    CancelRequest,
+    ErrorType,
+    HoldSeatsInput,
+    HoldSeatsResult,
+    Messages,
+    OrderRecord,
+    PaymentInput,
+    PaymentRequest,
+    PaymentResult,
+    ReleaseSeatsInput,
+    SeatSelection,
+    State,
+)
+from temporal_worker.workflows import BookingWorkflow
+
+TEST_SERVER = os.path.join(sysconfig.get_path("scripts"), "temporal-test-server")
+HOLD = timedelta(minutes=15)
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
+    yield environment
+    await environment.shutdown()
+
+
+@dataclass
+class FakeStores:
+    """Redis holds, the order rows and the gateway, in memory."""
+
+    holds: dict[str, str] = field(default_factory=dict)  # seat -> order id
+    sold: set[str] = field(default_factory=set)  # seats the "database" refuses to sell again
+    records: list[OrderRecord] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # activity names, in order
+    payment_attempts: list[tuple[int, float]] = field(default_factory=list)  # (attempt, scheduled at)
+    payment: str = "approve"  # approve | decline | hang | block
+    sell_during_payment: set[str] = field(default_factory=set)  # sold by another order meanwhile
+    lose_holds_before_payment: bool = False
+    unblock: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def activities(self) -> list:
+        stores = self
+
+        @activity.defn(name=Activities.HOLD_SEATS)
+        async def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
+            stores.calls.append(Activities.HOLD_SEATS)
+            order = request.record.order_id
+            if request.record.state == State.PAYMENT_PROCESSING and stores.lose_holds_before_payment:
+                stores.holds = {seat: "ord-someone-else" for seat in request.record.seats}
+            taken = [
+                s for s in request.record.seats if stores.holds.get(s, order) != order or s in stores.sold
+            ]
+            if taken:
+                return HoldSeatsResult(taken=taken)
+            for seat in request.release:
+                stores.holds.pop(seat, None)
+            stores.holds.update({seat: order for seat in request.record.seats})
+            stores.records.append(request.record)
+            return HoldSeatsResult(taken=[])
+
+        @activity.defn(name=Activities.RELEASE_SEATS)
+        async def release_seats(request: ReleaseSeatsInput) -> int:
+            stores.calls.append(Activities.RELEASE_SEATS)
+            mine = [s for s in request.seats if stores.holds.get(s) == request.order_id]
+            for seat in mine:
+                del stores.holds[seat]
+            return len(mine)
+
+        @activity.defn(name=Activities.RECORD_ORDER)
+        async def record_order(record: OrderRecord) -> bool:
+            stores.calls.append(Activities.RECORD_ORDER)
+            stores.records.append(record)
+            return True
+
+        @activity.defn(name=Activities.CONFIRM_BOOKING)
+        async def confirm_booking(record: OrderRecord) -> None:
+            stores.calls.append(Activities.CONFIRM_BOOKING)
+            if refused := [s for s in record.seats if s in stores.sold]:
+                raise ApplicationError(
+                    "sold", refused, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
+                )
+            stores.sold.update(record.seats)
+            stores.records.append(record)
+
+        @activity.defn(name=Activities.REFUND_PAYMENT)
+        async def refund_payment(order_id: str) -> int:
+            stores.calls.append(Activities.REFUND_PAYMENT)
+            return 1
+
+        @activity.defn(name=Activities.VALIDATE_PAYMENT)
+        async def validate_payment(request: PaymentInput) -> PaymentResult:
+            info = activity.info()
+            stores.calls.append(Activities.VALIDATE_PAYMENT)
+            stores.payment_attempts.append((info.attempt, info.current_attempt_scheduled_time.timestamp()))
+            if stores.payment == "decline":
+                raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
+            if stores.payment == "hang":
+                await asyncio.sleep(30)
+            if stores.payment == "block":
+                await stores.unblock.wait()
+            stores.sold.update(stores.sell_during_payment)
+            return PaymentResult(attempt=info.attempt)
+
+        return [hold_seats, release_seats, record_order, confirm_booking, refund_payment, validate_payment]
+
+    @property
+    def last(self) -> OrderRecord:
+        return self.records[-1]
+
+
+@dataclass
+class Booking:
+    client: Client
+    handle: WorkflowHandle
+    first: BookingStatus
+
+    async def update(self, update, argument) -> BookingStatus:  # type: ignore[no-untyped-def]
+        return await self.handle.execute_update(update, argument)
+
+    async def status(self) -> BookingStatus:
+        return await self.handle.query(BookingWorkflow.get_status)
+
+
+@pytest.fixture
+async def world(env: WorkflowEnvironment) -> AsyncIterator[tuple[WorkflowEnvironment, FakeStores, str]]:
+    stores = FakeStores()
+    task_queue = f"wf-test-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client, task_queue=task_queue, workflows=[BookingWorkflow], activities=stores.activities()
+    ):
+        yield env, stores, task_queue
+
+
+async def book(world, seats: list[str], *, payment_timeout: float = 10, attempts: int = 3) -> Booking:  # type: ignore[no-untyped-def]
+    env, _, task_queue = world
+    order_id = f"ord-{uuid.uuid4().hex[:20]}"
+    handle = await env.client.start_workflow(
+        BookingWorkflow.run,
+        BookingInput(order_id, "fl-101", HOLD.total_seconds(), 60, payment_timeout, attempts),
+        id=f"booking-{order_id}",
+        task_queue=task_queue,
+    )
+    first = await handle.execute_update(BookingWorkflow.hold_seats, SeatSelection(seats=seats))
+    return Booking(env.client, handle, first)
+
+
+def update_error(raised: pytest.ExceptionInfo[WorkflowUpdateFailedError]) -> ApplicationError:
+    cause = raised.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause
+
+
+async def test_the_hold_expires_after_15_minutes_and_releases_every_seat(world):
+    _, stores, _ = world
+    booking = await book(world, ["12A", "12B"])
+    assert stores.holds == {"12A": booking.first.order_id, "12B": booking.first.order_id}
+
+    result = await booking.handle.result()
+
+    assert result.state == State.EXPIRED
+    assert stores.holds == {}
+    assert stores.last.state == State.EXPIRED
+    assert stores.last.last_error == Messages.EXPIRED
+    assert stores.last.at - booking.first.hold_expires_at < timedelta(seconds=1)
+    assert booking.first.hold_expires_at - stores.records[0].at == HOLD
+
+
+async def test_a_seat_change_resets_the_timer_and_releases_dropped_seats(world):
+    env, stores, _ = world
+    booking = await book(world, ["7A", "7B"])
+    await env.sleep(timedelta(minutes=10))
+
+    changed = await booking.update(BookingWorkflow.hold_seats, SeatSelection(seats=["7B", "8C"]))
+
+    assert set(stores.holds) == {"7B", "8C"}, "7A released at once, 8C held"
+    assert changed.hold_expires_at - booking.first.hold_expires_at >= timedelta(minutes=10)
+    await env.sleep(timedelta(minutes=6))  # 16 minutes after the first hold: still held
+    assert (await booking.status()).state == State.SEATS_RESERVED
+    result = await booking.handle.result()
+    assert result.state == State.EXPIRED
+    assert stores.last.at - changed.hold_expires_at < timedelta(seconds=1)
+
+
+async def test_payment_tries_exactly_three_times_with_backoff_then_fails_and_releases(world):
+    _, stores, _ = world
+    stores.payment = "decline"
+    booking = await book(world, ["3C"])
+
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("99999"))
+    result = await booking.handle.result()
+
+    assert [attempt for attempt, _ in stores.payment_attempts] == [1, 2, 3]
+    assert result.state == State.FAILED
+    assert result.last_error == Messages.PAYMENT_FAILED_FINAL.format(attempts=3)
+    assert stores.holds == {}
+    assert Activities.REFUND_PAYMENT not in stores.calls, "nothing was charged, nothing to refund"
+    assert [r.state for r in stores.records] == [
+        State.SEATS_RESERVED,
+        State.PAYMENT_PENDING,
+        State.PAYMENT_PROCESSING,
+        State.FAILED,
+    ]
+    # The server enforces the backoff (the time-skipping server skips it, so its clock can't
+    # show the gaps: tests/test_booking_api.py measures them on the dev server).
+    history = await booking.handle.fetch_history()
+    scheduled = next(
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == Activities.VALIDATE_PAYMENT
+    )
+    policy = scheduled.retry_policy
+    assert scheduled.start_to_close_timeout.ToTimedelta() == timedelta(seconds=10)
+    assert policy.initial_interval.ToTimedelta() == timedelta(seconds=1)
+    assert policy.backoff_coefficient == 1.5
+    assert policy.maximum_interval.ToTimedelta() == timedelta(seconds=5)
+    assert policy.maximum_attempts == 3
+
+
+async def test_each_attempt_is_cut_off_by_the_timeout(world):
+    _, stores, _ = world
+    stores.payment = "hang"
+    booking = await book(world, ["4A"], payment_timeout=0.5)
+
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("88888"))
+    result = await booking.handle.result()
+
+    assert [attempt for attempt, _ in stores.payment_attempts] == [1, 2, 3]
+    assert result.state == State.FAILED
+    assert stores.holds == {}
+
+
+async def test_an_approved_payment_confirms_and_lets_the_holds_go(world):
+    _, stores, _ = world
+    booking = await book(world, ["12A", "12B"])
+
+    paying = await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    result = await booking.handle.result()
+
+    assert paying.state == State.PAYMENT_PENDING
+    assert result.state == State.CONFIRMED
+    assert result.payment_attempts == 1
+    assert stores.sold == {"12A", "12B"}
+    assert stores.last.state == State.CONFIRMED
+    assert stores.holds == {}, "sold seats need no hold"
+
+
+async def test_a_sale_refused_by_the_constraint_refunds_then_releases(world):
+    _, stores, _ = world
+    stores.sell_during_payment = {"2B"}  # another order buys 2B while this one pays
+    booking = await book(world, ["2B"])
+
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    result = await booking.handle.result()
+
+    assert result.state == State.FAILED
+    assert result.last_error == Messages.seat_sold_meanwhile(["2B"])
+    compensations = [c for c in stores.calls if c in (Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS)]
+    assert compensations == [Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS], "the saga runs in reverse"
+    assert stores.holds == {}
+
+
+async def test_seats_lost_before_payment_fail_the_order_before_any_charge(world):
+    _, stores, _ = world
+    stores.lose_holds_before_payment = True
+    booking = await book(world, ["6A"])
+
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    result = await booking.handle.result()
+
+    assert result.state == State.FAILED
+    assert result.last_error == Messages.seats_unavailable(["6A"])
+    assert stores.payment_attempts == []
+
+
+async def test_a_first_hold_on_taken_seats_fails_and_leaves_nothing(world):
+    _env, stores, _task_queue = world
+    stores.holds["9A"] = "ord-another"
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await book(world, ["9A", "9B"])
+
+    error = update_error(raised)
+    assert error.type == ErrorType.INVALID_SEATS
+    assert error.message == "Seat 9A is no longer available"
+    assert stores.holds == {"9A": "ord-another"}
+    assert stores.records == []
+
+
+@pytest.mark.parametrize(
+    ("update", "argument", "error_type"),
+    [
+        (BookingWorkflow.hold_seats, SeatSelection(seats=[]), ErrorType.INVALID_SEATS),
+        (BookingWorkflow.hold_seats, SeatSelection(seats=["1A", "1A"]), ErrorType.INVALID_SEATS),
+        (BookingWorkflow.submit_payment, PaymentRequest("1234"), ErrorType.INVALID_PAYMENT_CODE),
+        (BookingWorkflow.submit_payment, PaymentRequest("abcde"), ErrorType.INVALID_PAYMENT_CODE),
+    ],
+)
+async def test_validators_refuse_bad_updates_before_they_reach_history(world, update, argument, error_type):
+    _, stores, _ = world
+    booking = await book(world, ["1A"])
+    before = len(stores.records)
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(update, argument)
+
+    assert update_error(raised).type == error_type
+    history = await booking.handle.fetch_history()
+    accepted = [
+        e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+    assert len(accepted) == 1, "only the first hold was accepted"
+    assert len(stores.records) == before
+    assert (await booking.status()).state == State.SEATS_RESERVED
+
+
+async def test_once_paying_the_order_cannot_change_nor_be_cancelled(world):
+    _, stores, _ = world
+    stores.payment = "block"
+    booking = await book(world, ["5A"])
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(BookingWorkflow.hold_seats, SeatSelection(seats=["5B"]))
+    await booking.handle.signal(BookingWorkflow.cancel, CancelRequest())
+    stores.unblock.set()
+    result = await booking.handle.result()
+
+    assert update_error(raised).type == ErrorType.ORDER_NOT_EDITABLE
+    assert result.state == State.CONFIRMED, "a cancel during payment is ignored"
+
+
+async def test_a_cancel_signal_releases_the_seats(world):
+    _, stores, _ = world
+    booking = await book(world, ["11A"])
+
+    await booking.handle.signal(BookingWorkflow.cancel, CancelRequest(reason=Messages.RELEASED_BY_OPERATOR))
+    result = await booking.handle.result()
+
+    assert result.state == State.CANCELLED
+    assert result.last_error == Messages.RELEASED_BY_OPERATOR
+    assert stores.holds == {}
+    assert stores.last.state == State.CANCELLED
+
+
+async def test_the_query_agrees_with_the_last_record(world):
+    _, stores, _ = world
+    booking = await book(world, ["20A"])
+    await booking.update(BookingWorkflow.hold_seats, SeatSelection(seats=["20A", "20B"]))
+
+    status = await booking.status()
+
+    last = stores.last
+    assert (status.state, status.seats, status.hold_expires_at, status.version) == (
+        last.state,
+        last.seats,
+        last.hold_expires_at,
+        last.version,
+    )
