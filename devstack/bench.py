@@ -1,0 +1,358 @@
+"""`make bench`: measure the running stack (`make run`) over HTTP and print the numbers.
+
+    python -m devstack.bench [--url http://localhost:8000] [--status-seconds 20] [--rate 100]
+                             [--booking-seconds 20] [--customers 8] [--json]
+
+It starts nothing: it creates orders as customers would, measures, and abandons every order it
+held (the confirmed ones stay booked: it reports how many seats it used). Only the standard
+library; every loop is bounded in count and time; it talks only to the URL it is given.
+
+Measured:
+  status        GET /api/orders/{id}/status at a fixed open-loop rate; latency counts from the
+                time each request was *scheduled*, so a slow server cannot hide queueing
+                (no coordinated omission)
+  create        POST /api/orders (hold one seat, start the workflow), sequential
+  seat change   PUT /api/orders/{id}/seats (a Workflow Update), sequential
+  bookings      N customers book end to end (hold, pay 00000, poll until CONFIRMED)
+  memory        RSS of the gunicorn processes and of the worker, before and after
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# --- Statistics (pure, unit-tested) --------------------------------------------------------
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """The p-th percentile (0..100) by linear interpolation between closest ranks."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def schedule(rate: float, seconds: float, start: float = 0.0) -> list[float]:
+    """Send times of an open-loop load: one request every 1/rate s for ``seconds``."""
+    count = int(rate * seconds)
+    return [start + i / rate for i in range(count)]
+
+
+@dataclass
+class Result:
+    name: str
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+    def row(self) -> dict[str, object]:
+        n = len(self.latencies_ms)
+        return {
+            "name": self.name,
+            "count": n,
+            "errors": self.errors,
+            "p50_ms": round(percentile(self.latencies_ms, 50), 1),
+            "p95_ms": round(percentile(self.latencies_ms, 95), 1),
+            "p99_ms": round(percentile(self.latencies_ms, 99), 1),
+            "max_ms": round(max(self.latencies_ms), 1) if n else float("nan"),
+            "per_second": round(n / self.seconds, 1) if self.seconds else float("nan"),
+            "note": self.note,
+        }
+
+
+# --- HTTP: one customer, one keep-alive connection, its own session cookie ------------------
+
+
+class Customer:
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "localhost", parts.port or 80
+        self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.cookie = ""
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        payload = json.dumps(body) if body is not None else None
+        for attempt in range(2):  # one reconnect if the server closed an idle keep-alive
+            try:
+                self.connection.request(method, path, body=payload, headers=headers)
+                reply = self.connection.getresponse()
+                data = reply.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                self.connection.close()
+                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                if attempt:
+                    raise
+        if cookie := reply.getheader("Set-Cookie"):
+            self.cookie = cookie.split(";", 1)[0]
+        return reply.status, (json.loads(data) if data else {})
+
+    def timed(self, method: str, path: str, body: object = None) -> tuple[float, int, dict]:
+        started = time.perf_counter()
+        status, reply = self.call(method, path, body)
+        return (time.perf_counter() - started) * 1000, status, reply
+
+
+class SeatPool:
+    """Free seats across all flights, handed out once each."""
+
+    def __init__(self, customer: Customer) -> None:
+        self._lock = threading.Lock()
+        self._seats: list[tuple[str, str]] = []
+        _, flights = customer.call("GET", "/api/flights")
+        for flight in flights["flights"]:
+            _, detail = customer.call("GET", f"/api/flights/{flight['id']}")
+            self._seats += [
+                (flight["id"], s["id"]) for s in detail["seatMap"]["seats"] if s["status"] == "available"
+            ]
+        self.total = len(self._seats)
+
+    def take(self) -> tuple[str, str]:
+        with self._lock:
+            if not self._seats:
+                raise SystemExit("bench: no free seats left; reset the data (make clean) and start again")
+            return self._seats.pop()
+
+    def take_on(self, flight_id: str) -> str:
+        with self._lock:
+            for index, (flight, seat) in enumerate(self._seats):
+                if flight == flight_id:
+                    del self._seats[index]
+                    return seat
+        raise SystemExit(f"bench: no free seat left on {flight_id}")
+
+
+# --- The measurements ----------------------------------------------------------------------
+
+
+def measure_create_and_change(
+    url: str, pool: SeatPool, count: int
+) -> tuple[Result, Result, list[Customer], list[str]]:
+    create, change = Result("create order (POST /api/orders)"), Result("seat change (PUT .../seats)")
+    customers, orders = [], []
+    started = time.perf_counter()
+    for _ in range(count):
+        customer = Customer(url)
+        flight, seat = pool.take()
+        ms, status, reply = customer.timed("POST", "/api/orders", {"flightId": flight, "seats": [seat]})
+        if status != 201:
+            create.errors += 1
+            continue
+        create.latencies_ms.append(ms)
+        customers.append(customer)
+        orders.append(reply["orderId"])
+        ms, status, _ = customer.timed(
+            "PUT", f"/api/orders/{reply['orderId']}/seats", {"seats": [seat, pool.take_on(flight)]}
+        )
+        (change.latencies_ms.append(ms) if status == 200 else setattr(change, "errors", change.errors + 1))
+    create.seconds = change.seconds = time.perf_counter() - started
+    create.note, change.note = "sequential, one customer at a time", "sequential"
+    return create, change, customers, orders
+
+
+def measure_status(customers: list[Customer], orders: list[str], rate: float, seconds: float) -> Result:
+    """Open loop: requests leave on a fixed timeline, whatever the server does."""
+    result = Result(f"status (GET .../status) at {rate:g} req/s")
+    plan = schedule(rate, seconds)
+    lock = threading.Lock()
+    next_index = iter(range(len(plan)))
+    start = time.perf_counter() + 0.2
+
+    def worker(customer: Customer, order_id: str) -> None:
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                return
+            due = start + plan[index]
+            if (delay := due - time.perf_counter()) > 0:
+                time.sleep(delay)
+            status, _ = customer.call("GET", f"/api/orders/{order_id}/status")
+            latency = (time.perf_counter() - due) * 1000  # from the scheduled time
+            with lock:
+                if status == 200:
+                    result.latencies_ms.append(latency)
+                else:
+                    result.errors += 1
+
+    threads = [threading.Thread(target=worker, args=pair) for pair in zip(customers, orders, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    result.seconds = seconds
+    result.note = f"{len(threads)} clients, latency from the scheduled send time"
+    return result
+
+
+def measure_bookings(url: str, pool: SeatPool, customers: int, seconds: float) -> Result:
+    result = Result(f"confirmed booking end to end ({customers} customers)")
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def customer_loop() -> None:
+        while time.perf_counter() < deadline:
+            customer = Customer(url)
+            flight, seat = pool.take()
+            started = time.perf_counter()
+            status, reply = customer.call("POST", "/api/orders", {"flightId": flight, "seats": [seat]})
+            ok = status == 201
+            if ok:
+                order_id = reply["orderId"]
+                ok = customer.call("POST", f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})[0] == 202
+                ok = ok and _poll(customer, f"/api/orders/{order_id}/status")
+            with lock:
+                if ok:
+                    result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    result.errors += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=customer_loop) for _ in range(customers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 120)
+    result.seconds = time.perf_counter() - started
+    result.note = "hold, pay 00000, poll every 50 ms until CONFIRMED; per_second = bookings/s"
+    return result
+
+
+def _poll(customer: Customer, path: str, timeout: float = 30) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        state = customer.call("GET", path)[1].get("status")
+        if state == "CONFIRMED":
+            return True
+        if state in {"FAILED", "EXPIRED", "CANCELLED"}:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+# --- Memory --------------------------------------------------------------------------------
+
+
+def _processes() -> Iterator[tuple[int, str]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory() -> dict[str, float]:
+    totals = {"web (gunicorn, all processes)": 0.0, "worker (manage.py runworker)": 0.0}
+    for pid, cmdline in _processes():
+        try:
+            if "gunicorn" in cmdline and "booking_site" in cmdline:
+                totals["web (gunicorn, all processes)"] += _rss_mb(pid)
+            elif "manage.py runworker" in cmdline:
+                totals["worker (manage.py runworker)"] += _rss_mb(pid)
+        except OSError:
+            continue
+    return {name: round(mb, 1) for name, mb in totals.items()}
+
+
+# --- Main ----------------------------------------------------------------------------------
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    columns = ("n", "err", "p50 ms", "p95 ms", "p99 ms", "max ms")
+    header = f"{'measurement':<52} " + " ".join(f"{c:>8}" for c in columns) + f" {'/s':>7}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{row['name']:<52} "
+            + " ".join(
+                f"{row[key]!s:>8}" for key in ("count", "errors", "p50_ms", "p95_ms", "p99_ms", "max_ms")
+            )
+            + f" {row['per_second']!s:>7}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default=f"http://localhost:{os.environ.get('SERVER_PORT', '8000')}")
+    parser.add_argument("--orders", type=int, default=40, help="orders for the create / change / status runs")
+    parser.add_argument("--rate", type=float, default=100.0, help="status requests per second")
+    parser.add_argument("--status-seconds", type=float, default=20.0)
+    parser.add_argument("--customers", type=int, default=8, help="concurrent customers booking end to end")
+    parser.add_argument("--booking-seconds", type=float, default=20.0)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = parser.parse_args(argv)
+    if urlsplit(args.url).hostname not in {"localhost", "127.0.0.1", "::1"}:
+        parser.error("the bench only drives a stack on this machine (localhost)")
+
+    probe = Customer(args.url)
+    try:
+        health_status, health = probe.call("GET", "/healthz")
+    except OSError:
+        print(f"bench: nothing answers at {args.url}: start the stack with `make run` first", file=sys.stderr)
+        return 2
+    if health_status != 200:
+        print(f"bench: the stack is not healthy: {health}", file=sys.stderr)
+        return 2
+    pool = SeatPool(probe)
+    seats_before = pool.total
+    memory_before = memory()
+    print(f"bench: {args.url}, {os.cpu_count()} CPUs, {seats_before} free seats", flush=True)
+
+    create, change, customers, orders = measure_create_and_change(args.url, pool, args.orders)
+    print("bench: created and changed", len(orders), "orders", flush=True)
+    status = measure_status(customers, orders, args.rate, args.status_seconds)
+    for customer, order_id in zip(customers, orders, strict=True):
+        customer.call("DELETE", f"/api/orders/{order_id}")  # let every held seat go
+    bookings = measure_bookings(args.url, pool, args.customers, args.booking_seconds)
+    memory_after = memory()
+
+    rows = [r.row() for r in (status, create, change, bookings)]
+    print()
+    print(table(rows))
+    print()
+    for name in memory_before:
+        print(
+            f"memory {name:<34} {memory_before[name]:>8.1f} MB before   {memory_after[name]:>8.1f} MB after"
+        )
+    print(f"seats booked by this run: {len(bookings.latencies_ms)} (held seats were all released)")
+    aims = [
+        ("status p99 < 50 ms at 100 req/s", rows[0]["p99_ms"] < 50),
+        ("create p50 < 100 ms", rows[1]["p50_ms"] < 100),
+        ("seat change p50 < 100 ms", rows[2]["p50_ms"] < 100),
+    ]
+    print("aims: " + "; ".join(f"{aim}: {'met' if met else 'MISSED'}" for aim, met in aims))
+    if args.json:
+        print(json.dumps({"results": rows, "memory_before": memory_before, "memory_after": memory_after}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,38 @@
+"""The bench's arithmetic: percentiles and the open-loop timeline."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from devstack.bench import Result, percentile, schedule
+
+
+def test_percentiles_interpolate_between_ranks():
+    samples = [float(n) for n in range(1, 101)]  # 1..100
+
+    assert percentile(samples, 50) == pytest.approx(50.5)
+    assert percentile(samples, 99) == pytest.approx(99.01)
+    assert percentile(samples, 100) == 100
+    assert percentile([7.0], 95) == 7.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_percentiles_do_not_depend_on_order():
+    assert percentile([5.0, 1.0, 3.0], 50) == percentile([1.0, 3.0, 5.0], 50) == 3.0
+
+
+def test_the_open_loop_timeline_is_evenly_spaced():
+    plan = schedule(100, 2)
+
+    assert len(plan) == 200
+    assert plan[0] == 0
+    assert plan[1] == pytest.approx(0.01)
+    assert plan[-1] == pytest.approx(1.99)
+
+
+def test_a_result_row_reports_rate_and_errors():
+    row = Result("x", latencies_ms=[10.0, 20.0, 30.0], errors=1, seconds=2.0).row()
+
+    assert (row["count"], row["errors"], row["p50_ms"], row["per_second"]) == (3, 1, 20.0, 1.5)
