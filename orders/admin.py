@@ -1,0 +1,158 @@
+"""The order admin for operators: everything visible, nothing editable by hand.
+
+Operators act only through the workflow (an admin action that signals it), so the order's row,
+its history and Temporal never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
+
+from orders.models import BookedSeat, Order, OrderEvent
+from orders.services import BookingError, cancel_order, live_status
+from payments.models import PaymentAttempt
+from temporal_worker.shared import Messages
+
+SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class PaymentAttemptInline(ReadOnlyInline):
+    model = PaymentAttempt
+    fields = readonly_fields = ("attempt", "started_at", "finished_at", "outcome", "error", "code_hint")
+    verbose_name_plural = "Payment attempts"
+
+
+class OrderEventInline(ReadOnlyInline):
+    model = OrderEvent
+    fields = readonly_fields = ("version", "state", "at", "seats", "detail")
+    verbose_name_plural = "History of state transitions"
+
+
+class BookedSeatInline(ReadOnlyInline):
+    model = BookedSeat
+    fields = readonly_fields = ("seat", "booked_at")
+    verbose_name_plural = "Sold seats"
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = (
+        "display_id",
+        "state",
+        "flight",
+        "seat_list",
+        "created_at",
+        "hold_expires_at",
+        "payment_attempts",
+    )
+    list_filter = ("state", "flight")
+    date_hierarchy = "created_at"
+    search_fields = ("id",)
+    search_help_text = "Order id (ord-…) or a seat code (12A)."
+    ordering = ("-created_at",)
+    list_select_related = ("flight",)
+    inlines = (PaymentAttemptInline, OrderEventInline, BookedSeatInline)
+    actions = ("release_hold",)
+    fields = readonly_fields = (
+        "id",
+        "state",
+        "flight",
+        "seat_list",
+        "hold_expires_at",
+        "payment_attempts",
+        "last_error",
+        "version",
+        "created_at",
+        "updated_at",
+        "workflow_link",
+        "live_workflow_state",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):  # type: ignore[no-untyped-def]
+        term = search_term.strip()
+        if SEAT_CODE.match(term):
+            return queryset.filter(seats__contains=[term.upper()]), False
+        return super().get_search_results(request, queryset, term.lower())
+
+    @admin.display(description="Seats")
+    def seat_list(self, order: Order) -> str:
+        return ", ".join(order.seats) or "—"
+
+    @admin.display(description="Workflow")
+    def workflow_link(self, order: Order) -> str:
+        namespace, workflow_id = settings.TEMPORAL_NAMESPACE, order.workflow_id
+        url = f"{settings.TEMPORAL_UI_URL}/namespaces/{namespace}/workflows/{workflow_id}"
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{} in the Temporal UI</a>', url, workflow_id
+        )
+
+    @admin.display(description="Live workflow state (get_status query)")
+    def live_workflow_state(self, order: Order) -> str:
+        try:
+            live = live_status(order=order)
+        except BookingError as error:
+            return format_html("<em>The workflow cannot answer right now: {}</em>", error.message)
+        except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
+            return format_html("<em>The workflow cannot answer the query: {}</em>", error)
+        agrees = live.state.value == order.state and live.seats == order.seats
+        return format_html(
+            "{} · seats {} · hold until {} · {} payment attempt(s) · v{} — {}",
+            live.state.value,
+            ", ".join(live.seats) or "—",
+            live.hold_expires_at or "—",
+            live.payment_attempts,
+            live.version,
+            "agrees with the row"
+            if agrees
+            else "differs from the row (the row catches up as activities record)",
+        )
+
+    @admin.action(description="Release the hold (cancel through the workflow)", permissions=["view"])
+    def release_hold(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
+        if "confirm" not in request.POST:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Release these holds?",
+                "orders": queryset,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/orders/order/release_confirmation.html", context)
+        for order in queryset:
+            try:
+                cancel_order(order=order, reason=Messages.RELEASED_BY_OPERATOR)
+            except BookingError as error:
+                self.message_user(request, f"{order.display_id}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{order.display_id}: release requested; its seats are being freed."
+                )
+        return None

@@ -1,0 +1,128 @@
+"""The admin for operators: see everything, change nothing by hand, act through the workflow."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from orders import holds
+from orders.models import Order
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def operator(stack) -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("operator", "ops@example.com", "a-long-passphrase"))
+    return client
+
+
+def booked_order(stack, seats: list[str], code: str = "99999") -> str:
+    customer = stack.customer()
+    order_id = customer.create_order("fl-101", seats).json["orderId"]
+    customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": code})
+    customer.wait_for_status(order_id, "CONFIRMED", "FAILED", timeout=40)
+    return order_id
+
+
+def test_the_order_list_shows_state_flight_seats_and_deadline(operator, stack):
+    order_id = stack.customer().create_order("fl-101", ["12A", "12B"]).json["orderId"]
+
+    page = operator.get("/admin/orders/order/").content.decode()
+
+    assert order_id.upper() in page
+    assert "Seats reserved" in page
+    assert "12A, 12B" in page
+    assert "FL101" in page
+    for filter_name in ("By state", "By flight"):
+        assert filter_name in page
+
+
+def test_operators_find_orders_by_id_or_seat(operator, stack):
+    first = stack.customer().create_order("fl-101", ["3A"]).json["orderId"]
+    second = stack.customer().create_order("fl-101", ["4B"]).json["orderId"]
+
+    by_seat = operator.get("/admin/orders/order/", {"q": "4b"}).content.decode()
+    by_id = operator.get("/admin/orders/order/", {"q": first}).content.decode()
+
+    assert second.upper() in by_seat and first.upper() not in by_seat
+    assert first.upper() in by_id and second.upper() not in by_id
+
+
+def test_the_detail_shows_attempts_history_workflow_link_and_live_state(operator, stack):
+    order_id = booked_order(stack, ["6A"])
+
+    page = operator.get(f"/admin/orders/order/{order_id}/change/").content.decode()
+
+    assert page.count("Failed") >= 3, "three failed attempts"
+    for state in ("SEATS_RESERVED", "PAYMENT_PENDING", "PAYMENT_PROCESSING", "FAILED"):
+        assert state in page
+    assert f"/namespaces/default/workflows/booking-{order_id}" in page
+    assert "Live workflow state" in page
+    assert "agrees with the row" in page
+
+
+def test_operators_cannot_edit_or_add_orders_by_hand(operator, stack):
+    order_id = stack.customer().create_order("fl-101", ["7A"]).json["orderId"]
+
+    reply = operator.post(f"/admin/orders/order/{order_id}/change/", {"state": "CONFIRMED"})
+
+    assert reply.status_code == 403
+    assert operator.get("/admin/orders/order/add/").status_code == 403
+    assert Order.objects.get(id=order_id).state == "SEATS_RESERVED"
+    page = operator.get(f"/admin/orders/order/{order_id}/change/").content.decode()
+    assert 'name="state"' not in page
+
+
+def test_releasing_a_hold_asks_first_then_goes_through_the_workflow(operator, stack):
+    order_id = stack.customer().create_order("fl-101", ["8A"]).json["orderId"]
+    form = {"action": "release_hold", "_selected_action": [order_id]}
+
+    confirmation = operator.post("/admin/orders/order/", form)
+    assert "Release these holds?" in confirmation.content.decode()
+    assert Order.objects.get(id=order_id).state == "SEATS_RESERVED"
+
+    done = operator.post("/admin/orders/order/", {**form, "confirm": "yes"}, follow=True)
+
+    assert "release requested" in done.content.decode()
+    wait_for(lambda: Order.objects.get(id=order_id).state == "CANCELLED", what="the workflow to cancel")
+    assert (
+        Order.objects.get(id=order_id).last_error
+        == "An operator released this hold. Your seats have been released."
+    )
+    assert holds.holders(flight_id="fl-101", seats=["8A"]) == {}
+
+
+def test_a_finished_order_cannot_be_released(operator, stack):
+    order_id = booked_order(stack, ["9A"], code="00000")
+
+    done = operator.post(
+        "/admin/orders/order/",
+        {"action": "release_hold", "_selected_action": [order_id], "confirm": "yes"},
+        follow=True,
+    )
+
+    assert "can no longer be changed" in done.content.decode()
+    assert Order.objects.get(id=order_id).state == "CONFIRMED"
+
+
+def test_flights_show_booked_held_and_available_and_a_seat_map(operator, stack):
+    booked_order(stack, ["1A"], code="00000")
+    stack.customer().create_order("fl-101", ["2A", "2B"])
+
+    page = operator.get("/admin/flights/flight/").content.decode()
+    detail = operator.get("/admin/flights/flight/fl-101/change/").content.decode()
+
+    row = page[page.index("FL101") : page.index("FL202")]
+    for count in (
+        '<td class="field-booked">1</td>',
+        '<td class="field-held">2</td>',
+        '<td class="field-available">117</td>',
+    ):
+        assert count in row
+    assert "Seat map (read-only)" in detail
+    assert 'title="Seat 1A, booked"' in detail
+    assert 'title="Seat 2A, held by another customer"' in detail
