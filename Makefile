@@ -7,12 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install lint format typecheck bench superuser worker chromium check-deploy clean
+.PHONY: run test install lint format typecheck bench superuser worker system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
 
-test: $(STAMP) chromium ## Run the whole test suite against real services
+test: $(STAMP) system-packages ## Run the whole test suite against real services
 	$(BIN)/python -m devstack test $(ARGS)
 
 $(STAMP): pyproject.toml uv.lock
@@ -24,14 +24,17 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP)
 
-# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
-chromium:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here);
+# Debian's docker-compose validates docker-compose.yml without a Docker engine.
+system-packages:
+	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose >/dev/null; }
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the workflow package
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy temporal_worker
+	DEBUG=true $(BIN)/mypy temporal_worker
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

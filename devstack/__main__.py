@@ -395,7 +395,6 @@ def test(stack: Stack, pytest_args: list[str]) -> int:
         env.setdefault("DEBUG", "false")
         env.setdefault("HTTPS", "false")
         env.setdefault("LOG_FORMAT", "text")
-        env.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         env.setdefault("STATIC_MANIFEST", "false")  # see settings.STATIC_MANIFEST
         env.update(services(stack, data, env, mode="test"))
         return subprocess.run(

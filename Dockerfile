@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# The web (gunicorn) and the worker (manage.py runworker) share this image.
+
+# --- build: resolve the locked production dependencies into a virtualenv --------------------
+FROM python:3.11-slim-bookworm AS build
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/app/.venv
+RUN pip install --no-cache-dir uv==0.13.9
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+# Only [project].dependencies: no dev tools, no test servers, no embedded PostgreSQL or Redis.
+RUN uv sync --frozen --no-dev --no-default-groups --no-install-project
+COPY . .
+RUN DEBUG=false SECRET_KEY=build-only-not-secret /app/.venv/bin/python manage.py collectstatic --noinput
+
+# --- runtime: the virtualenv, the code and the collected static files, as a non-root user ----
+FROM python:3.11-slim-bookworm AS runtime
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    DJANGO_SETTINGS_MODULE=booking_site.settings DEBUG=false SERVER_PORT=8000
+RUN groupadd --system app && useradd --system --gid app --home-dir /app --shell /usr/sbin/nologin app
+WORKDIR /app
+COPY --from=build --chown=app:app /app /app
+USER app
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
+CMD ["gunicorn", "-c", "booking_site/gunicorn.py", "booking_site.wsgi"]
