@@ -1,5 +1,6 @@
-// The two things the browser does itself: tick the seat-hold countdown every second, and show
-// departure times in the viewer's time zone. Polling and forms are htmx's job.
+// What the browser does itself: tick the seat-hold countdown every second, show departure
+// times in the viewer's time zone, and keep a sideways-scrolled cabin in place when htmx
+// re-renders it. Polling and forms are htmx's job.
 (function () {
   "use strict";
 
@@ -41,6 +42,18 @@
       if (!isNaN(when)) { el.textContent = format.format(when); el.title = el.getAttribute("datetime"); }
     });
   }
+
+  // A re-rendered seat map keeps the reader's place in a cabin scrolled sideways (a wide-body
+  // on a phone). htmx already keeps the focused seat, by its id.
+  var cabinScroll = null;
+  document.addEventListener("htmx:beforeSwap", function () {
+    var cabin = document.querySelector(".cabin-scroll");
+    cabinScroll = cabin ? cabin.scrollLeft : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var cabin = document.querySelector(".cabin-scroll");
+    if (cabin && cabinScroll) { cabin.scrollLeft = cabinScroll; }
+  });
 
   document.addEventListener("DOMContentLoaded", function () { localTimes(); tick(); });
   document.addEventListener("htmx:load", function (event) { localTimes(event.target); tick(); });

@@ -35,6 +35,23 @@ def browser_context_args(browser_context_args):
 
 
 @pytest.fixture
+def new_context(browser, browser_context_args):
+    """Another browser context (a second customer, a phone), with the same defaults as ``page``'s
+    (Chromium applies one time zone to every context), closed when the test ends so that its page
+    stops polling the live server."""
+    contexts = []
+
+    def make(**options):
+        context = browser.new_context(**{**browser_context_args, **options})
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
 def screenshot():
     def save(page, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

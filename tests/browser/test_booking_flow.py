@@ -101,10 +101,10 @@ def test_an_unpaid_hold_expires_at_0000_and_frees_the_seats(page: Page, stack, s
     screenshot(page, "expired")
 
 
-def test_a_seat_taken_in_another_browser_shows_as_taken(page: Page, browser, stack, screenshot):
+def test_a_seat_taken_in_another_browser_shows_as_taken(page: Page, new_context, stack, screenshot):
     open_flight(page, stack.url)
     page.route(re.compile(r".*/flights/fl-101/\?v=.*"), lambda route: route.abort())  # keep this map stale
-    rival = browser.new_context().new_page()
+    rival = new_context().new_page()
     open_flight(rival, stack.url)
     hold(rival, "16D")
 
@@ -124,3 +124,63 @@ def test_the_flight_list_counts_free_seats(page: Page, stack, screenshot):
     # FL505 leaves at 19:00 UTC: 2:00 PM in the viewer's New York winter time.
     expect(row.locator("time")).to_contain_text(re.compile(r"02:00\s?PM EST"))
     screenshot(page, "flights")
+
+
+PHONE_WIDTH = 390
+
+
+def page_overflows_sideways(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+
+
+def fits_across(locator) -> bool:
+    box = locator.bounding_box()
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE_WIDTH
+
+
+def test_on_a_phone_the_wide_body_booking_fits_the_screen(new_context, stack, screenshot):
+    phone = new_context(viewport={"width": PHONE_WIDTH, "height": 844}, is_mobile=True, has_touch=True)
+    page = phone.new_page()
+    page.goto(stack.url)
+    choose = page.get_by_role("link", name="Choose seats on FL505")
+    assert fits_across(choose), "every flight's button shows without scrolling sideways"
+    assert not page_overflows_sideways(page)
+
+    choose.click()
+    assert not page_overflows_sideways(page)
+    hold(page, "20D")
+
+    assert not page_overflows_sideways(page), "the 10-abreast cabin must scroll inside its card"
+    assert fits_across(page.get_by_role("button", name="Pay and confirm"))
+    expect(page.get_by_label("5-digit payment code")).to_have_attribute("inputmode", "numeric")
+    expect(clock(page)).to_be_in_viewport()
+    screenshot(page, "phone-order")
+
+
+def test_seats_can_be_chosen_with_the_keyboard(page: Page, stack):
+    open_flight(page, stack.url)
+    page.get_by_role("button", name="Seat 3C, available").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Seat 3C, selected")).to_be_visible()
+
+    page.get_by_role("button", name="Seat 3D, available").focus()
+    page.keyboard.press("Space")
+
+    expect(page.get_by_role("button", name="Seat 3D, selected")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#seat-panel .count")).to_have_text("3C, 3D")
+
+
+def test_adding_a_seat_someone_else_took_keeps_the_selection(page: Page, new_context, stack):
+    open_flight(page, stack.url)
+    hold(page, "11A")
+    page.route(re.compile(r".*/orders/ord-[0-9a-f]+/\?poll=1.*"), lambda route: route.abort())  # stale map
+    rival = new_context().new_page()
+    open_flight(rival, stack.url)
+    hold(rival, "11B")
+
+    page.get_by_role("button", name="Seat 11B, available").click()
+
+    expect(page.get_by_role("alert")).to_have_text("Seat 11B is no longer available")
+    expect(page.get_by_role("button", name="Seat 11B, held by another customer")).to_be_disabled()
+    expect(page.get_by_role("button", name="Seat 11A, selected")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#seat-panel .count")).to_have_text("11A")
