@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Cast, Concat
+from django.utils import timezone
 
 
 class Flight(models.Model):
@@ -43,6 +44,11 @@ class Flight(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number} {self.origin} → {self.destination}"
+
+    @property
+    def has_departed(self) -> bool:
+        """A flight that has left can no longer be booked."""
+        return self.departure_time <= timezone.now()
 
     @property
     def columns(self) -> list[str]:

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 import redis
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from flights.models import Flight, Seat
 from orders import holds
@@ -54,6 +55,10 @@ class SeatMap:
     holds_known: bool  # False while Redis cannot be read: held seats may show as available
 
     @property
+    def bookable(self) -> bool:
+        return not self.flight.has_departed
+
+    @property
     def available(self) -> int:
         return sum(seat.status is SeatStatus.AVAILABLE for seat in self.seats)
 
@@ -71,8 +76,9 @@ class SeatMap:
         return next((seat.status for seat in self.seats if seat.code == code), None)
 
 
-def flights() -> QuerySet[Flight]:
-    return Flight.objects.order_by("departure_time", "number")
+def upcoming_flights() -> QuerySet[Flight]:
+    """The flights that can still be booked, soonest first."""
+    return Flight.objects.filter(departure_time__gt=timezone.now()).order_by("departure_time", "number")
 
 
 def _holders(flight: Flight, codes: list[str]) -> tuple[dict[str, str], bool]:

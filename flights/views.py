@@ -6,13 +6,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from flights.models import Flight
-from flights.selectors import availability, flights, seat_map
+from flights.selectors import availability, seat_map, upcoming_flights
 
 UNCHANGED = 204  # htmx swaps nothing: the seat map (and the keyboard focus in it) stays
 
 
 def flight_list(request: HttpRequest) -> HttpResponse:
-    rows = availability(list(flights()))
+    rows = availability(list(upcoming_flights()))
     template = "flights/flight_list.html#flight-rows" if request.htmx else "flights/flight_list.html"
     return render(request, template, {"rows": rows})
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from flights.models import Flight
-from flights.selectors import availability, flights, seat_map
+from flights.selectors import availability, seat_map, upcoming_flights
 from orders import ownership, validation
 from orders.models import Order
 from orders.services import BookingError, cancel_order, change_seats, start_order, submit_payment
@@ -93,7 +93,7 @@ def flight_json(flight: Flight) -> dict[str, Any]:
 
 @api_view("GET")
 def flight_list(request: HttpRequest) -> JsonResponse:
-    rows = availability(list(flights()))
+    rows = availability(list(upcoming_flights()))
     return JsonResponse(
         {
             "flights": [
@@ -139,6 +139,7 @@ def order_create(request: HttpRequest) -> JsonResponse:
     flight = Flight.objects.filter(id=flight_id).first()
     if flight is None:
         raise BookingError(400, "FLIGHT_NOT_FOUND", f"Flight {flight_id} not found")
+    validation.bookable(flight)
     if "seats" not in body:
         raise BookingError(400, "VALIDATION_ERROR", '"seats" is required')
     seats = validation.seat_list(body["seats"], flight=flight)

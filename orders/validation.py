@@ -14,6 +14,12 @@ from payments.gateway import is_valid_code
 SEAT_CODE = re.compile(r"[1-9][0-9]{0,2}[A-Z]")
 
 
+def bookable(flight: Flight) -> None:
+    """A flight that has departed takes no new order."""
+    if flight.has_departed:
+        raise BookingError(400, "FLIGHT_DEPARTED", f"Flight {flight.number} has already departed")
+
+
 def seat_list(value: object, *, flight: Flight) -> list[str]:
     """A non-empty list of distinct seat codes of this flight, normalised to upper case."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):

@@ -30,6 +30,7 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
     """Click a seat on a flight's map: hold it in a new order, and go to the order's page."""
     flight = get_object_or_404(Flight, id=flight_id)
     try:
+        validation.bookable(flight)
         seats = validation.seat_list([request.POST.get("seat", "")], flight=flight)
         status = services.start_order(flight_id=flight.id, seats=seats)
     except BookingError as failure:

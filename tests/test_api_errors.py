@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from flights.models import Flight
 from orders.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,3 +171,17 @@ def test_an_unknown_endpoint_is_a_json_404(stack):
 
     assert reply.status == 404
     assert reply.json["error"] == "NOT_FOUND"
+
+
+def test_a_flight_that_has_departed_is_not_listed_and_takes_no_order(stack):
+    Flight.objects.filter(id="fl-202").update(departure_time=timezone.now() - timedelta(minutes=1))
+    customer = stack.customer()
+
+    listed = [flight["id"] for flight in customer.get("/api/flights").json["flights"]]
+    reply = customer.create_order("fl-202", ["1A"])
+
+    assert "fl-202" not in listed and "fl-101" in listed
+    assert reply.status == 400
+    assert reply.json == {"error": "FLIGHT_DEPARTED", "message": "Flight FL202 has already departed"}
+    assert held_seats(customer, "fl-202") == []
+    assert not Order.objects.exists()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from flights.models import Flight
 from orders.models import Order
 from tests.helpers import wait_for
 
@@ -163,4 +166,20 @@ def test_forms_need_the_csrf_token(stack):
     reply = strict.post("/flights/fl-101/hold", {"seat": "15A"})
 
     assert reply.status_code == 403
+    assert not Order.objects.exists()
+
+
+def test_a_departed_flight_says_so_and_cannot_be_booked(client, stack):
+    Flight.objects.filter(id="fl-202").update(departure_time=timezone.now() - timedelta(minutes=1))
+
+    listing = client.get("/").content.decode()
+    page = client.get("/flights/fl-202/").content.decode()
+    reply = client.post("/flights/fl-202/hold", {"seat": "1A"}, **HTMX)
+
+    assert "FL202" not in listing and "FL101" in listing
+    assert "This flight has departed" in page
+    assert 'aria-label="Seat 1A, available"' in page
+    assert re.search(r'id="seat-1A"[^>]*disabled', page), "its seats cannot be clicked"
+    assert 'hx-trigger="every 2s"' not in page, "nothing changes on it any more: no polling"
+    assert "Flight FL202 has already departed" in reply.content.decode()
     assert not Order.objects.exists()
