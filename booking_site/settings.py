@@ -180,6 +180,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # --- Internationalisation ------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
+# Operators read times to the second (a whole booking takes well under one): booking_site/formats.
+FORMAT_MODULE_PATH = ["booking_site.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -20,7 +20,7 @@ class FlightAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Flight | None = None):  # type: ignore[no-untyped-def]
         # A flight's cabin cannot change once its seats exist: bookings point at them.
-        return ("id", "rows", "cabin_layout", "seat_map") if obj else ("seat_map",)
+        return ("id", "rows", "cabin_layout", "seats_now", "seat_map") if obj else ("seat_map",)
 
     @admin.display(description="Route")
     def route(self, flight: Flight) -> str:
@@ -32,6 +32,14 @@ class FlightAdmin(admin.ModelAdmin):
         for seat in plan.seats:
             counts[seat.status] += 1
         return counts
+
+    @admin.display(description="Seats now")
+    def seats_now(self, flight: Flight) -> str:
+        counts = self._counts(flight)
+        return (
+            f"{flight.total_seats} seats: {counts[SeatStatus.BOOKED]} booked, "
+            f"{counts[SeatStatus.RESERVED]} held, {counts[SeatStatus.AVAILABLE]} available"
+        )
 
     @admin.display(description="Seats")
     def total(self, flight: Flight) -> int:

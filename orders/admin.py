@@ -13,7 +13,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
 from orders.models import BookedSeat, Order, OrderEvent
@@ -27,6 +29,9 @@ SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
+
+    class Media:
+        css = {"all": ["admin_site/read_only_inlines.css"]}
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -127,7 +132,7 @@ class OrderAdmin(admin.ModelAdmin):
             "{} · seats {} · hold until {} · {} payment attempt(s) · v{} — {}",
             live.state.value,
             ", ".join(live.seats) or "—",
-            live.hold_expires_at or "—",
+            date_format(localtime(live.hold_expires_at), "DATETIME_FORMAT") if live.hold_expires_at else "—",
             live.payment_attempts,
             live.version,
             "agrees with the row"
