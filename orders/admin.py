@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
+from booking_site.admin import ReadOnlyAdminMixin
 from orders.models import BookedSeat, Order, OrderEvent
 from orders.services import BookingError, cancel_order, live_status
 from payments.models import PaymentAttempt
@@ -26,18 +27,12 @@ from temporal_worker.shared import Messages
 SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
 
     class Media:
         css = {"all": ["admin_site/read_only_inlines.css"]}
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class PaymentAttemptInline(ReadOnlyInline):
@@ -59,7 +54,7 @@ class BookedSeatInline(ReadOnlyInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "display_id",
         "state",
@@ -91,15 +86,6 @@ class OrderAdmin(admin.ModelAdmin):
         "workflow_link",
         "live_workflow_state",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):  # type: ignore[no-untyped-def]
         term = search_term.strip()

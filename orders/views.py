@@ -15,6 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from flights.models import Flight
 from flights.selectors import seat_map
 from orders import ownership, services, validation
+from orders.models import Order
 from orders.selectors import order_page, toggled
 from orders.services import BookingError
 
@@ -23,6 +24,19 @@ PAGE = "orders/order_detail.html"
 
 def _go(request: HttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _answer(
+    request: HttpRequest, order: Order, *, error: str | None, fragment: str, **context: object
+) -> HttpResponse:
+    """Answer a form on the order's page: a plain post goes back to the page (the error, if any,
+    as a message); under HTMX, the fragment the action changed, rendered from the fresh row."""
+    order.refresh_from_db()
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("orders:detail", order_id=order.id)
+    return render(request, f"{PAGE}#{fragment}", {"page": order_page(order=order), **context})
 
 
 @require_POST
@@ -71,13 +85,7 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
         message = None
     except BookingError as failure:
         message = failure.message
-    order.refresh_from_db()
-    if not request.htmx:
-        if message:
-            messages.error(request, message)
-        return redirect("orders:detail", order_id=order.id)
-    context = {"page": order_page(order=order), "message": message, "oob_countdown": True}
-    return render(request, f"{PAGE}#seat-panel", context)
+    return _answer(request, order, error=message, fragment="seat-panel", message=message, oob_countdown=True)
 
 
 @require_POST
@@ -90,13 +98,9 @@ def pay(request: HttpRequest, order_id: str) -> HttpResponse:
         services.submit_payment(order=order, payment_code=validation.payment_code(code))
     except BookingError as failure:
         error = failure.message
-    order.refresh_from_db()
-    if not request.htmx:
-        if error:
-            messages.error(request, error)
-        return redirect("orders:detail", order_id=order.id)
-    context = {"page": order_page(order=order), "payment_error": error, "payment_code": code}
-    return render(request, f"{PAGE}#after-payment", context)
+    return _answer(
+        request, order, error=error, fragment="after-payment", payment_error=error, payment_code=code
+    )
 
 
 @require_POST

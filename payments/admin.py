@@ -1,11 +1,11 @@
 from django.contrib import admin
-from django.http import HttpRequest
 
+from booking_site.admin import ReadOnlyAdminMixin
 from payments.models import PaymentAttempt
 
 
 @admin.register(PaymentAttempt)
-class PaymentAttemptAdmin(admin.ModelAdmin):
+class PaymentAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every attempt of the simulated gateway, read-only: the workflow writes them."""
 
     list_display = ("order", "attempt", "outcome", "started_at", "finished_at", "error")
@@ -13,12 +13,3 @@ class PaymentAttemptAdmin(admin.ModelAdmin):
     search_fields = ("order__id",)
     date_hierarchy = "started_at"
     list_select_related = ("order",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

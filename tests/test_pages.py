@@ -47,7 +47,7 @@ def test_the_seat_map_has_a_named_button_per_seat_and_aisles(client, stack):
 
     assert page.count('name="seat" value=') == 330
     assert 'aria-label="Seat 12A, available"' in page
-    assert page.count('class="aisle"') == 33 * 2, "two aisles on every row of the wide-body"
+    assert page.count('class="aisle"') == (33 + 1) * 2, "two aisles on every row and the letters above"
 
 
 def test_an_unknown_flight_is_a_404_page(client, stack):

@@ -30,6 +30,15 @@ def clock(page: Page):
     return page.locator("[data-clock]")
 
 
+def another_customer_holds(new_context, url: str, seat: str, *, while_stale: Page, polls: str) -> None:
+    """Another browser takes ``seat`` while ``while_stale`` keeps showing it as free (its polls
+    to URLs matching ``polls`` are cut off)."""
+    while_stale.route(re.compile(polls), lambda route: route.abort())
+    rival = new_context().new_page()
+    open_flight(rival, url)
+    hold(rival, seat)
+
+
 def test_whole_flow_with_00000_ends_confirmed(page: Page, stack, settings, screenshot):
     settings.SEAT_RESERVATION_TIMEOUT = timedelta(minutes=15)
     open_flight(page, stack.url)
@@ -103,10 +112,7 @@ def test_an_unpaid_hold_expires_at_0000_and_frees_the_seats(page: Page, stack, s
 
 def test_a_seat_taken_in_another_browser_shows_as_taken(page: Page, new_context, stack, screenshot):
     open_flight(page, stack.url)
-    page.route(re.compile(r".*/flights/fl-101/\?v=.*"), lambda route: route.abort())  # keep this map stale
-    rival = new_context().new_page()
-    open_flight(rival, stack.url)
-    hold(rival, "16D")
+    another_customer_holds(new_context, stack.url, "16D", while_stale=page, polls=r".*/flights/fl-101/\?v=.*")
 
     page.get_by_role("button", name="Seat 16D, available").click()
 
@@ -173,10 +179,7 @@ def test_seats_can_be_chosen_with_the_keyboard(page: Page, stack):
 def test_adding_a_seat_someone_else_took_keeps_the_selection(page: Page, new_context, stack):
     open_flight(page, stack.url)
     hold(page, "11A")
-    page.route(re.compile(r".*/orders/ord-[0-9a-f]+/\?poll=1.*"), lambda route: route.abort())  # stale map
-    rival = new_context().new_page()
-    open_flight(rival, stack.url)
-    hold(rival, "11B")
+    another_customer_holds(new_context, stack.url, "11B", while_stale=page, polls=r".*/orders/.*\?poll=1.*")
 
     page.get_by_role("button", name="Seat 11B, available").click()
 
