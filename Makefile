@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install lint format typecheck bench superuser worker system-packages clean
+.PHONY: run test install lint format bench screenshots superuser worker system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -39,6 +39,9 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy on the workflow package
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+screenshots: ## Refresh the README's screenshots (docs/screenshots) from the browser tests
+	UPDATE_SCREENSHOTS=1 $(MAKE) test ARGS="-m browser"
 
 bench: $(STAMP) ## Measure the running stack (start it with `make run` first)
 	$(BIN)/python -m devstack.bench $(ARGS)

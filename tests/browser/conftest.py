@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+# Every run saves its screenshots under test-results/; `make screenshots` refreshes the README's.
+SCREENSHOTS = ROOT / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") else "test-results") / "screenshots"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -74,7 +74,8 @@ def test_a_seat_change_resets_the_countdown(page: Page, stack, settings, screens
     expect(clock(page)).to_have_text(re.compile(r"^(15:00|14:59)$"))
 
 
-def test_99999_shows_every_attempt_then_the_failure(page: Page, stack, screenshot):
+def test_99999_shows_every_attempt_then_the_failure(page: Page, stack, settings, screenshot):
+    settings.SEAT_RESERVATION_TIMEOUT = timedelta(minutes=15)
     open_flight(page, stack.url)
     hold(page, "20F")
     page.get_by_label("5-digit payment code").fill("99999")
