@@ -47,12 +47,21 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on the port now. Like the servers themselves, ignore the
+    TIME_WAIT connections a server that just stopped leaves behind (SO_REUSEADDR)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
         return True
+
+
+def ensure_free(port: int, *, what: str, variable: str) -> None:
+    """Fail at once, naming the way out, rather than talk to whatever else holds the port."""
+    if not port_is_free(port):
+        raise SystemExit(f"[stack] port {port} for {what} is taken: stop what uses it, or set {variable}")
 
 
 def wait_until(check: Callable[[], bool], *, what: str, timeout: float = 60.0) -> None:
@@ -321,18 +330,17 @@ def services(stack: Stack, data: Path, env: dict[str, str], *, mode: str) -> dic
     urls: dict[str, str] = {}
     if "DATABASE_URL" not in env:
         port = int(env.get("STACK_POSTGRES_PORT", 55432)) if persist else free_port()
+        ensure_free(port, what="PostgreSQL", variable="STACK_POSTGRES_PORT (or DATABASE_URL)")
         urls["DATABASE_URL"] = start_postgres(stack, data, port, env)
         log(f"PostgreSQL {urls['DATABASE_URL']}")
     if "REDIS_URL" not in env:
         port = int(env.get("STACK_REDIS_PORT", 56379)) if persist else free_port()
+        ensure_free(port, what="Redis", variable="STACK_REDIS_PORT (or REDIS_URL)")
         urls["REDIS_URL"] = start_redis(stack, data, port, env, persist=persist)
         log(f"Redis {urls['REDIS_URL']}")
     if "TEMPORAL_HOST" not in env:
         port = int(env.get("STACK_TEMPORAL_PORT", 7233)) if persist else free_port()
-        if persist and not port_is_free(port):
-            raise SystemExit(
-                f"[stack] port {port} is taken: set TEMPORAL_HOST to use that server, or stop it"
-            )
+        ensure_free(port, what="Temporal", variable="TEMPORAL_HOST to use the server already there")
         ui_port = int(env.get("STACK_TEMPORAL_UI_PORT", port + 1000)) if persist else None
         urls["TEMPORAL_HOST"] = start_temporal(stack, data, port, env, ui_port=ui_port, persist=persist)
         if ui_port:
@@ -351,6 +359,13 @@ def run(stack: Stack) -> int:
     env = dict(os.environ, STACK_MODE="run")
     env.setdefault("DEBUG", "true")
     env.setdefault("HTTPS", "false")
+    from booking_site.env import SettingsError, integer
+
+    try:  # the web server's own settings check would come only after every service started
+        web_port = integer("SERVER_PORT", 8000, minimum=1, maximum=65535)
+    except SettingsError as error:
+        raise SystemExit(f"[stack] {error}") from None
+    ensure_free(web_port, what="the web server", variable="SERVER_PORT")
     env.update(services(stack, data, env, mode="run"))
     (data / "stack.env").write_text(
         "".join(
@@ -362,13 +377,13 @@ def run(stack: Stack) -> int:
     manage("migrate", "--noinput", env=env)
     manage("seed_flights", env=env)
     stack.start("worker", [PYTHON, "manage.py", "runworker"], env=env)
-    port = env.get("SERVER_PORT", "8000")
+    port = web_port
     stack.start(
         "web",
         [str(BIN / "gunicorn"), "-c", "booking_site/gunicorn.py", "booking_site.wsgi"],
         env=env,
     )
-    wait_until(lambda: not port_is_free(int(port)), what="web server", timeout=60)
+    wait_until(lambda: not port_is_free(port), what="web server", timeout=60)
     ui = env.get("TEMPORAL_UI_URL", "(your Temporal server's UI)")
     print(
         f"\n  Site          http://localhost:{port}/\n"

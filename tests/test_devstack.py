@@ -113,3 +113,30 @@ def test_make_run_starts_everything_keeps_data_and_leaves_no_orphan(launcher):
     seats = customer.get("/api/flights/fl-101").json["seatMap"]["seats"]
     assert next(s for s in seats if s["id"] == "12A")["status"] == "booked"
     launcher.terminate()
+
+
+@pytest.mark.parametrize(
+    ("server_port", "words"),
+    [
+        ("taken", "for the web server is taken: stop what uses it, or set SERVER_PORT"),
+        ("abc", "SERVER_PORT='abc'"),
+    ],
+)
+def test_make_run_refuses_a_bad_web_port_before_starting_anything(tmp_path, server_port, words):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1]) if server_port == "taken" else server_port
+        env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+        result = subprocess.run(
+            [sys.executable, "-m", "devstack", "run"],
+            cwd=ROOT,
+            env={**env, "STACK_DATA_DIR": str(tmp_path), "SERVER_PORT": port},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 1
+    assert words in result.stderr
+    assert not (tmp_path / "postgres").exists(), "nothing was started"
