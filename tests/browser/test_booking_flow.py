@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -188,3 +189,25 @@ def test_adding_a_seat_someone_else_took_keeps_the_selection(page: Page, new_con
     expect(page.get_by_role("button", name="Seat 11B, held by another customer")).to_be_disabled()
     expect(page.get_by_role("button", name="Seat 11A, selected")).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#seat-panel .count")).to_have_text("11A")
+
+
+def assert_accessible(page: Page) -> None:
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_report()
+
+
+def test_every_page_passes_axe_accessibility_checks(page: Page, stack):
+    page.goto(stack.url)
+    assert_accessible(page)
+
+    open_flight(page, stack.url, "FL505")
+    assert_accessible(page)
+
+    hold(page, "20D")
+    expect(clock(page)).to_have_text(re.compile(r"^\d\d:\d\d$"))
+    assert_accessible(page)
+
+    page.get_by_label("5-digit payment code").fill("00000")
+    page.get_by_role("button", name="Pay and confirm").click()
+    expect(page.locator("#banner")).to_contain_text("Booking confirmed!", timeout=WAIT)
+    assert_accessible(page)
