@@ -1,21 +1,25 @@
 """Puts the order id on every log line that is about an order.
 
-A record is about an order when it carries ``order_id`` (``extra={"order_id": ...}``) or when it
+A record is about an order when it carries ``order_id`` (``extra={"order_id": ...}``), when it
 comes from Temporal's workflow or activity logger, whose extras name the workflow id
-``booking-<order id>``.
+``booking-<order id>``, or when Django logs it about a request for an order's page or API
+(``django.request``: a 404, a 500).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
-WORKFLOW_ID_PREFIX = "booking-"
+from temporal_worker.shared import WORKFLOW_ID_PREFIX
+
+ORDER_IN_PATH = re.compile(r"/orders/(ord-[0-9a-z]+)")
 
 
 class OrderIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "order_id", None):
-            record.order_id = _order_id_from_temporal(record) or "-"
+            record.order_id = _order_id_from_temporal(record) or _order_id_from_request(record) or "-"
         return True
 
 
@@ -27,3 +31,8 @@ def _order_id_from_temporal(record: logging.LogRecord) -> str | None:
             if workflow_id.startswith(WORKFLOW_ID_PREFIX):
                 return workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
     return None
+
+
+def _order_id_from_request(record: logging.LogRecord) -> str | None:
+    match = ORDER_IN_PATH.search(str(getattr(getattr(record, "request", None), "path", "")))
+    return match.group(1) if match else None

@@ -6,6 +6,7 @@ the first run already changed.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -48,6 +49,7 @@ from temporal_worker.shared import (
 from temporal_worker.workflows import BookingWorkflow
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class UnknownSeats(Exception):
@@ -307,9 +309,20 @@ def _through_workflow(operation: Callable[[Client], Awaitable[T]], *, order: Ord
             # The workflow closed between our read of the row and the call: the row tells how.
             order.refresh_from_db()
             _ensure_live(order)
+        _log_unavailable(error, order)
         raise BookingError(503, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE) from error
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RuntimeError) as error:
+        _log_unavailable(error, order)
         raise BookingError(503, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE) from error
+
+
+def _log_unavailable(error: BaseException, order: Order | None) -> None:
+    logger.warning(
+        "Temporal did not answer (%s): %s",
+        type(error).__name__,
+        error,
+        extra={"order_id": order.id if order else "-"},
+    )
 
 
 def reconcile_orders(*, idle_for: timedelta = timedelta(minutes=5)) -> list[str]:

@@ -141,6 +141,7 @@ def test_production_logs_are_json_with_the_order_id():
     from logging import LogRecord
 
     from django.conf import settings
+    from django.test import RequestFactory
     from pythonjsonlogger.json import JsonFormatter
 
     from booking_site.logging import OrderIdFilter
@@ -148,11 +149,16 @@ def test_production_logs_are_json_with_the_order_id():
     config = settings.LOGGING["formatters"]["json"]
     formatter = JsonFormatter(config["fmt"], rename_fields=config["rename_fields"])
     lines = []
-    for extra in ({"order_id": "ord-abc"}, {"temporal_activity": {"workflow_id": "booking-ord-def"}}, {}):
+    for extra in (
+        {"order_id": "ord-abc"},
+        {"temporal_activity": {"workflow_id": "booking-ord-def"}},
+        {"request": RequestFactory().get("/api/orders/ord-0a1b/status")},  # django.request's 404s
+        {},
+    ):
         record = LogRecord("orders", 20, __file__, 1, "a line", None, None)
         record.__dict__.update(extra)
         OrderIdFilter().filter(record)
         lines.append(json.loads(formatter.format(record)))
 
-    assert [line["order_id"] for line in lines] == ["ord-abc", "ord-def", "-"]
+    assert [line["order_id"] for line in lines] == ["ord-abc", "ord-def", "ord-0a1b", "-"]
     assert {"time", "level", "logger", "message"} <= set(lines[0])
