@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.views.defaults import page_not_found, server_error
+
+from orders.services import SERVICE_UNAVAILABLE
+
+logger = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -23,3 +33,29 @@ def internal_error(request: HttpRequest) -> HttpResponse:
         message = "Something went wrong on our side; nothing was changed. Please try again."
         return JsonResponse({"error": "INTERNAL_ERROR", "message": message}, status=500)
     return server_error(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """PostgreSQL out of reach is an outage, not a bug: answer 503 with Retry-After, as when
+    Temporal does not answer (JSON under /api/), instead of a 500. The workflows wait it out."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError):
+            return None
+        logger.error("database unavailable for %s: %s", request.path, exception)
+        response: HttpResponse
+        if _is_api(request):
+            response = JsonResponse(
+                {"error": "SERVICE_UNAVAILABLE", "message": SERVICE_UNAVAILABLE}, status=503
+            )
+        else:
+            # Rendered without the request: its context (session, messages) needs the database.
+            response = HttpResponse(render_to_string("503.html"), status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "booking_site.errors.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "booking_site.urls"
