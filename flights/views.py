@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 
 from flights.models import Flight
 from flights.selectors import availability, seat_map, upcoming_flights
+from orders import ownership
 
 UNCHANGED = 204  # htmx swaps nothing: the seat map (and the keyboard focus in it) stays
 
@@ -18,9 +19,12 @@ def flight_list(request: HttpRequest) -> HttpResponse:
 
 
 def flight_detail(request: HttpRequest, flight_id: str) -> HttpResponse:
+    """A flight's seat map. A customer who already holds seats on it sees them as theirs, and the
+    seats they click are added to that order."""
     flight = get_object_or_404(Flight, id=flight_id)
-    plan = seat_map(flight=flight)
+    order = ownership.live_order_on(request, flight)
+    plan = seat_map(flight=flight, order_id=order.id if order else None)
     if request.htmx and request.GET.get("v") == plan.fingerprint:
         return HttpResponse(status=UNCHANGED)
     template = "flights/flight_detail.html#seat-map" if request.htmx else "flights/flight_detail.html"
-    return render(request, template, {"flight": flight, "plan": plan})
+    return render(request, template, {"flight": flight, "plan": plan, "order": order})

@@ -4,8 +4,10 @@ to anyone else (the same answer as for an order that does not exist)."""
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest
+from django.utils import timezone
 
-from orders.models import Order
+from flights.models import Flight
+from orders.models import Order, OrderState
 
 SESSION_KEY = "order_ids"
 MAX_REMEMBERED = 50
@@ -28,3 +30,20 @@ def get_owned_order(request: HttpRequest, order_id: str) -> Order:
         return Order.objects.select_related("flight").get(id=order_id)
     except Order.DoesNotExist:
         raise Http404("Order not found") from None
+
+
+def live_order_on(request: HttpRequest, flight: Flight) -> Order | None:
+    """This session's newest order still holding seats on ``flight`` (None if there is none)."""
+    order_ids = request.session.get(SESSION_KEY, [])
+    if not order_ids:
+        return None
+    return (
+        Order.objects.filter(
+            id__in=order_ids,
+            flight=flight,
+            state=OrderState.SEATS_RESERVED,
+            hold_expires_at__gt=timezone.now(),
+        )
+        .order_by("-created_at")
+        .first()
+    )

@@ -41,20 +41,31 @@ def _answer(
 
 @require_POST
 def start(request: HttpRequest, flight_id: str) -> HttpResponse:
-    """Click a seat on a flight's map: hold it in a new order, and go to the order's page."""
+    """Click a seat on a flight's map: hold it, and go to the order's page. The seat joins the
+    order this session already holds seats with on the flight, else a new order starts: one
+    customer never ends up with two live orders on one flight by going back to its map."""
     flight = get_object_or_404(Flight, id=flight_id)
+    order = ownership.live_order_on(request, flight)
+    held = list(order.seats) if order else []
+    seat = request.POST.get("seat", "").strip().upper()
     try:
         validation.bookable(flight)
-        seats = validation.seat_list([request.POST.get("seat", "")], flight=flight)
-        status = services.start_order(flight_id=flight.id, seats=seats)
+        seats = validation.seat_list(held if seat in held else [*held, seat], flight=flight)
+        if order is None:
+            order_id = services.start_order(flight_id=flight.id, seats=seats).order_id
+            ownership.remember(request, order_id)
+        else:
+            if seats != held:
+                services.change_seats(order=order, seats=seats)
+            order_id = order.id
     except BookingError as failure:
         if request.htmx:
-            context = {"flight": flight, "plan": seat_map(flight=flight), "message": failure.message}
+            plan = seat_map(flight=flight, order_id=order.id if order else None)
+            context = {"flight": flight, "plan": plan, "order": order, "message": failure.message}
             return render(request, "flights/flight_detail.html#seat-map", context)
         messages.error(request, failure.message)
         return redirect("flights:detail", flight_id=flight.id)
-    ownership.remember(request, status.order_id)
-    return _go(request, reverse("orders:detail", args=[status.order_id]))
+    return _go(request, reverse("orders:detail", args=[order_id]))
 
 
 @require_GET

@@ -183,3 +183,27 @@ def test_a_departed_flight_says_so_and_cannot_be_booked(client, stack):
     assert 'hx-trigger="every 2s"' not in page, "nothing changes on it any more: no polling"
     assert "Flight FL202 has already departed" in reply.content.decode()
     assert not Order.objects.exists()
+
+
+def test_back_on_the_flight_map_a_customer_adds_to_the_order_they_hold(client, stack):
+    order_id = hold(client, "12A")
+
+    page = client.get("/flights/fl-101/").content.decode()
+    reply = client.post("/flights/fl-101/hold", {"seat": "12B"})
+    again = client.post("/flights/fl-101/hold", {"seat": "12A"})  # one of theirs: no change
+
+    assert 'aria-label="Seat 12A, selected"' in page
+    assert "You are holding 12A on this flight" in page
+    assert f'href="/orders/{order_id}/"' in page
+    assert reply["Location"] == again["Location"] == f"/orders/{order_id}/"
+    assert Order.objects.count() == 1
+    assert Order.objects.get(id=order_id).seats == ["12A", "12B"]
+
+
+def test_another_customer_on_the_flight_map_starts_their_own_order(client, stack):
+    first = hold(client, "13A")
+
+    second = hold(Client(), "13B")
+
+    assert second != first
+    assert Order.objects.get(id=first).seats == ["13A"]
