@@ -101,6 +101,10 @@ def test_an_unpaid_hold_expires_at_0000_and_frees_the_seats(page: Page, stack, s
     open_flight(page, stack.url)
     hold(page, "9C")
     expect(clock(page)).to_have_text(re.compile(r"^00:0[0-5]$"))
+    expect(page.locator("[data-clock-note]")).to_have_text(
+        "Less than a minute left! Pay now to keep your seats."
+    )
+    expect(page.locator("#countdown")).to_have_class(re.compile(r"countdown--warning"))
 
     expect(page.locator("#banner")).to_contain_text(
         "Your seat hold expired and the seats were released.", timeout=WAIT
