@@ -420,6 +420,14 @@ def test(stack: Stack, pytest_args: list[str]) -> int:
         shutil.rmtree(data, ignore_errors=True)
 
 
+class StopRequested(Exception):
+    """SIGTERM or SIGHUP: stop every process this launcher started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test"}:
         print(__doc__)
@@ -427,7 +435,7 @@ def main(argv: list[str]) -> int:
     stack = Stack()
 
     def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        raise StopRequested(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
@@ -435,6 +443,11 @@ def main(argv: list[str]) -> int:
         if argv[0] == "run":
             return run(stack)
         return test(stack, argv[1:])
+    except StopRequested as stop:
+        # A stop asked for by a process manager is a clean end of `make run`: exit 0. A test run
+        # cut short has not passed.
+        log(f"stopping on {signal.Signals(stop.signum).name}")
+        return 0 if argv[0] == "run" else 128 + stop.signum
     except KeyboardInterrupt:
         log("interrupted")
         return 130

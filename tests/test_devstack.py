@@ -101,7 +101,7 @@ def test_make_run_starts_everything_keeps_data_and_leaves_no_orphan(launcher):
     assert customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"}).status == 202
     customer.wait_for_status(order_id, "CONFIRMED", timeout=30)
 
-    launcher.terminate()
+    assert launcher.terminate() == 0, "a requested stop is a clean end"
 
     _, alive = psutil.wait_procs(processes, timeout=10)
     assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
