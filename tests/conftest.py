@@ -20,6 +20,8 @@ from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connection
 from temporalio.service import RPCError, RPCStatusCode
 
+from devstack.__main__ import Stack as ProcessStack
+from devstack.__main__ import free_port, start_redis, start_temporal
 from flights.models import Flight
 from flights.services import seed_demo_flights
 from orders import holds
@@ -154,6 +156,44 @@ def _terminate_running_workflows() -> None:
                     raise
 
     temporal_client.call(terminate_all, timeout=30)
+
+
+class OwnServer:
+    """A Temporal or Redis server of a test's own, which the test may stop and start again on the
+    same port and data (the suite's shared servers must stay up for every other test)."""
+
+    def __init__(self, kind: str, data: Path) -> None:
+        self.kind, self.data, self.port, self.processes = kind, data, free_port(), ProcessStack()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self.kind == "temporal":  # persisted to a file, so that a restart keeps the histories
+            start_temporal(self.processes, self.data, self.port, dict(os.environ), ui_port=None, persist=True)
+        else:  # comes back empty, as a Redis without persistence does
+            start_redis(self.processes, self.data, self.port, dict(os.environ), persist=False)
+
+    def stop(self) -> None:
+        self.processes.stop()
+
+
+def _own_server(kind: str, data: Path) -> Iterator[OwnServer]:
+    server = OwnServer(kind, data)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_temporal(tmp_path: Path) -> Iterator[OwnServer]:
+    yield from _own_server("temporal", tmp_path)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnServer]:
+    yield from _own_server("redis", tmp_path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

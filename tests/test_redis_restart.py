@@ -8,16 +8,11 @@ comes back.
 
 from __future__ import annotations
 
-import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-from devstack.__main__ import Stack as ProcessStack
-from devstack.__main__ import free_port, start_redis
 from orders import holds
 from orders.models import BookedSeat
 from tests.conftest import WorkerProcess
@@ -26,24 +21,8 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class RedisServer:
-    def __init__(self, data: Path) -> None:
-        self.data, self.port, self.processes = data, free_port(), ProcessStack()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        start_redis(self.processes, self.data, self.port, dict(os.environ), persist=False)
-
-    def stop(self) -> None:
-        self.processes.stop()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+def redis_url(server) -> str:
+    return f"redis://{server.address}/0"
 
 
 def test_a_payment_waits_out_a_redis_restart_and_confirms(stack, own_redis, settings):
@@ -51,9 +30,9 @@ def test_a_payment_waits_out_a_redis_restart_and_confirms(stack, own_redis, sett
     # suite's worker (on the suite's Redis) never picks up these bookings.
     queue = f"{settings.TEMPORAL_TASK_QUEUE}-redis-restart"
     settings.TEMPORAL_TASK_QUEUE = queue
-    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": own_redis.url}}
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": redis_url(own_redis)}}
     worker = WorkerProcess(
-        env={**stack.worker.env, "REDIS_URL": own_redis.url, "TEMPORAL_TASK_QUEUE": queue},
+        env={**stack.worker.env, "REDIS_URL": redis_url(own_redis), "TEMPORAL_TASK_QUEUE": queue},
         log=stack.worker.log.with_name("redis-restart-worker.log"),
     )
     worker.start()
@@ -87,7 +66,7 @@ def test_a_payment_waits_out_a_redis_restart_and_confirms(stack, own_redis, sett
 
 def test_redis_is_really_down_while_stopped(own_redis):
     """The restart test above proves something only if stopping the server really cuts it off."""
-    client = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1)
+    client = redis.Redis.from_url(redis_url(own_redis), socket_connect_timeout=1)
     assert client.ping()
 
     own_redis.stop()

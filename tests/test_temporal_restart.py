@@ -1,46 +1,18 @@
 """A restart of the Temporal server loses no booking: the workflow resumes from its history.
 
-This test runs its own Temporal dev server persisted to a file (the suite's shared one keeps
-nothing on disk), stops it mid-booking and starts it again on the same file.
+This test runs its own Temporal dev server persisted to a file (``own_temporal``: the suite's
+shared one keeps nothing on disk), stops it mid-booking and starts it again on the same file.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from devstack.__main__ import Stack as ProcessStack
-from devstack.__main__ import free_port, start_temporal
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class TemporalServer:
-    def __init__(self, data: Path) -> None:
-        self.data, self.port, self.processes = data, free_port(), ProcessStack()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        start_temporal(self.processes, self.data, self.port, dict(os.environ), ui_port=None, persist=True)
-
-    def stop(self) -> None:
-        self.processes.stop()
-
-
-@pytest.fixture
-def own_temporal(tmp_path: Path) -> Iterator[TemporalServer]:
-    server = TemporalServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_booking_survives_a_temporal_restart(stack, own_temporal, settings):
