@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.views.defaults import page_not_found, server_error
 
-from orders.services import SERVICE_UNAVAILABLE
+from orders.errors import SERVICE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5

@@ -131,8 +131,11 @@ TEMPORAL_TASK_QUEUE = env.string(
     "TEMPORAL_TASK_QUEUE", "booking-queue", pattern=r"[A-Za-z0-9._\-]+", accepts="a task queue name"
 )
 TEMPORAL_UI_URL = env.string("TEMPORAL_UI_URL", "http://localhost:8233")
-# How long a view waits for Temporal before telling the customer the service is unavailable.
-TEMPORAL_RPC_TIMEOUT = env.duration("TEMPORAL_RPC_TIMEOUT", "10s", minimum=timedelta(milliseconds=100))
+# How long a customer's request waits for Temporal's answer. Past it, a request that was handed
+# to Temporal is answered 202 "still confirming" (it may still be carried out), never 503. Kept
+# well under the workflow task timeout (10 s) so that one slow task costs a 202, not an error;
+# see docs/ARCHITECTURE.md, "Timeouts that fit together".
+TEMPORAL_ANSWER_TIMEOUT = env.duration("TEMPORAL_ANSWER_TIMEOUT", "5s", minimum=timedelta(milliseconds=100))
 
 # --- The booking rules ---------------------------------------------------------------------
 SEAT_RESERVATION_TIMEOUT = env.duration("SEAT_RESERVATION_TIMEOUT", "15m", minimum=timedelta(seconds=1))

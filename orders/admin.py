@@ -19,8 +19,9 @@ from django.utils.timezone import localtime
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
 from booking_site.admin import ReadOnlyAdminMixin
+from orders.commands import cancel_order, live_status
+from orders.errors import BookingRefused, ServiceUnavailable, StillConfirming
 from orders.models import BookedSeat, Order, OrderEvent
-from orders.services import BookingError, cancel_order, live_status
 from payments.models import PaymentAttempt
 from temporal_worker.shared import Messages
 
@@ -109,8 +110,12 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def live_workflow_state(self, order: Order) -> str:
         try:
             live = live_status(order=order)
-        except BookingError as error:
-            return format_html("<em>The workflow cannot answer right now: {}</em>", error.message)
+        except BookingRefused as error:
+            return format_html("<em>The workflow cannot answer: {}</em>", error.message)
+        except (StillConfirming, ServiceUnavailable):
+            return format_html(
+                "<em>The workflow cannot answer right now: Temporal did not answer in time.</em>"
+            )
         except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
             return format_html("<em>The workflow cannot answer the query: {}</em>", error)
         agrees = live.state.value == order.state and live.seats == order.seats
@@ -140,8 +145,20 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for order in queryset:
             try:
                 cancel_order(order=order, reason=Messages.RELEASED_BY_OPERATOR)
-            except BookingError as error:
+            except BookingRefused as error:
                 self.message_user(request, f"{order.display_id}: {error.message}", messages.ERROR)
+            except ServiceUnavailable:
+                self.message_user(
+                    request,
+                    f"{order.display_id}: Temporal cannot be reached; nothing was sent.",
+                    messages.ERROR,
+                )
+            except StillConfirming:
+                self.message_user(
+                    request,
+                    f"{order.display_id}: Temporal has not confirmed the release yet; watch the order.",
+                    messages.WARNING,
+                )
             else:
                 self.message_user(
                     request, f"{order.display_id}: release requested; its seats are being freed."

@@ -104,3 +104,65 @@ class BookedSeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flight_id} {self.seat.code} → {self.order_id}"
+
+
+class RequestKind(models.TextChoices):
+    CREATE = "create", "Create the order"
+    SEATS = "seats", "Change the seats"
+    PAY = "pay", "Pay"
+    CANCEL = "cancel", "Abandon the order"
+
+
+class RequestState(models.TextChoices):
+    RUNNING = "running", "Being carried out"  # a web process is on it (until ``lease_until``)
+    UNKNOWN = "unknown", "Handed to Temporal, outcome not known yet"
+    LOST = "lost", "Never reached the workflow"  # nothing happened; a retry may try again
+    DONE = "done", "Answered"
+
+
+class OrderRequest(models.Model):
+    """One request a customer made to create or change an order, kept until its outcome is known.
+
+    It is what makes a retry safe (the IETF ``Idempotency-Key`` draft): a retry with the same
+    key from the same session gets the stored outcome, or, while the outcome is still unknown,
+    repeats the same Temporal call with the same ids (workflow id, update id), which Temporal
+    carries out at most once. The outcome is stored as the domain's answer (``outcome``), not
+    as an HTTP response, so that the API and the pages both render it.
+    """
+
+    session_key = models.CharField(max_length=64)
+    # NULL, not "", when the client sent no key: the unique constraint spans only real keys.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    fingerprint = models.CharField(max_length=64)  # sha256 of method, path and body
+    kind = models.CharField(max_length=8, choices=RequestKind.choices)
+    # Kept (null) when a refused create's order is removed: a retry still gets the refusal.
+    order = models.ForeignKey(
+        Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="requests"
+    )
+    update_id = models.CharField(max_length=64)
+    state = models.CharField(max_length=8, choices=RequestState.choices, default=RequestState.RUNNING)
+    lease_until = models.DateTimeField()
+    outcome = models.JSONField(null=True, blank=True)
+    settle_after = models.DateTimeField(null=True, blank=True)  # next background look at an unknown one
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session_key", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="one_request_per_idempotency_key",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["order", "created_at"],
+                condition=Q(state__in=["unknown", "running"]),
+                name="order_request_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.order_id or '-'} ({self.state})"

@@ -3,6 +3,8 @@ to anyone else (the same answer as for an order that does not exist)."""
 
 from __future__ import annotations
 
+from django.contrib.sessions.backends.base import SessionBase
+from django.db.models import Q
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
@@ -13,9 +15,20 @@ SESSION_KEY = "order_ids"
 MAX_REMEMBERED = 50
 
 
-def remember(request: HttpRequest, order_id: str) -> None:
-    order_ids = [oid for oid in request.session.get(SESSION_KEY, []) if oid != order_id]
-    request.session[SESSION_KEY] = [*order_ids, order_id][-MAX_REMEMBERED:]
+def remember(session: SessionBase, order_id: str) -> None:
+    order_ids = [oid for oid in session.get(SESSION_KEY, []) if oid != order_id]
+    session[SESSION_KEY] = [*order_ids, order_id][-MAX_REMEMBERED:]
+
+
+def forget(session: SessionBase, order_id: str) -> None:
+    session[SESSION_KEY] = [oid for oid in session.get(SESSION_KEY, []) if oid != order_id]
+
+
+def session_key(request: HttpRequest) -> str:
+    """The session's key, the scope of its Idempotency-Keys (a session is made if there is none)."""
+    if request.session.session_key is None:
+        request.session.save()
+    return str(request.session.session_key)
 
 
 def owns(request: HttpRequest, order_id: str) -> bool:
@@ -33,16 +46,16 @@ def get_owned_order(request: HttpRequest, order_id: str) -> Order:
 
 
 def live_order_on(request: HttpRequest, flight: Flight) -> Order | None:
-    """This session's newest order still holding seats on ``flight`` (None if there is none)."""
+    """This session's newest order on ``flight`` that holds seats, or is still being confirmed
+    (None if there is none)."""
     order_ids = request.session.get(SESSION_KEY, [])
     if not order_ids:
         return None
     return (
-        Order.objects.filter(
-            id__in=order_ids,
-            flight=flight,
-            state=OrderState.SEATS_RESERVED,
-            hold_expires_at__gt=timezone.now(),
+        Order.objects.filter(id__in=order_ids, flight=flight)
+        .filter(
+            Q(state=OrderState.SEATS_RESERVED, hold_expires_at__gt=timezone.now())
+            | Q(state=OrderState.CREATED)
         )
         .order_by("-created_at")
         .first()

@@ -9,7 +9,20 @@ from django.conf import settings
 from django.utils import timezone
 
 from flights.selectors import SeatMap, seat_map
-from orders.models import Order, OrderState
+from orders import requests
+from orders.models import Order, OrderRequest, OrderState, RequestKind, RequestState
+
+# While a request's outcome is not known yet (it was answered "still confirming"), the page
+# says so, instead of showing an error or pretending nothing happened.
+PENDING_TEXT = {
+    RequestKind.CREATE: (
+        "We are still confirming your seats with the booking service. This page updates by itself."
+    ),
+    RequestKind.SEATS: "We are still confirming your seat change. This page updates by itself.",
+    RequestKind.PAY: "We are still confirming your payment request. This page updates by itself.",
+    RequestKind.CANCEL: "We are releasing your seats. This page updates by itself.",
+}
+LOST_TEXT = "Your last request did not reach the booking service, so nothing was changed. Please try again."
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,8 @@ class OrderPage:
     expires_at: datetime | None
     server_time: datetime
     max_attempts: int
+    waiting_for: str | None = None  # the kind of request still being confirmed
+    can_cancel: bool = False
 
     @property
     def countdown_running(self) -> bool:
@@ -44,6 +59,8 @@ class OrderPage:
             order.payment_attempts,
             self.seat_map.fingerprint,
             int(self.countdown_running),
+            self.waiting_for or "-",
+            self.banner.text if self.banner else "-",
         )
         return ".".join(map(str, parts))
 
@@ -56,9 +73,17 @@ def _hold_passed(order: Order) -> bool:
     return order.hold_expires_at is not None and order.hold_expires_at <= timezone.now()
 
 
-def banner_for(order: Order) -> Banner | None:
-    """The payment banner of PRD section 5, for the order's state."""
+def banner_for(
+    order: Order, waiting: OrderRequest | None = None, last: OrderRequest | None = None
+) -> Banner | None:
+    """The payment banner of PRD section 5, for the order's state and its requests."""
     state = order.state
+    if waiting is not None and not order.is_terminal:
+        return Banner("progress", PENDING_TEXT[RequestKind(waiting.kind)], busy=True)
+    if state == OrderState.CREATED:
+        return Banner("progress", PENDING_TEXT[RequestKind.CREATE], busy=True)
+    if last is not None and last.state == RequestState.LOST and not order.is_terminal:
+        return Banner("error", LOST_TEXT)
     if state == OrderState.SEATS_RESERVED and _hold_passed(order):
         return Banner("expired", "Time is up: releasing your seats…", busy=True)
     if state in (OrderState.PAYMENT_PENDING, OrderState.PAYMENT_PROCESSING):
@@ -84,17 +109,22 @@ def banner_for(order: Order) -> Banner | None:
 
 
 def order_page(*, order: Order) -> OrderPage:
-    live = order.state == OrderState.SEATS_RESERVED and not _hold_passed(order)
+    waiting = requests.open_request(order)
+    last = requests.last_request(order) if waiting is None else waiting
+    live = order.state == OrderState.SEATS_RESERVED and not _hold_passed(order) and waiting is None
     return OrderPage(
         order=order,
         seat_map=seat_map(flight=order.flight, order_id=order.id if order.is_active else None),
-        banner=banner_for(order),
+        banner=banner_for(order, waiting, last),
         can_change_seats=live,
         can_pay=live,
         polling=not order.is_terminal,
         expires_at=order.hold_expires_at,
         server_time=timezone.now(),
         max_attempts=settings.PAYMENT_MAX_RETRIES,
+        waiting_for=waiting.kind if waiting else None,
+        can_cancel=live
+        or (order.state == OrderState.CREATED and (waiting is None or waiting.kind != RequestKind.CANCEL)),
     )
 
 

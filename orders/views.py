@@ -1,5 +1,9 @@
 """The booking pages. Every view checks that the order belongs to this browser session; every
 form works as a plain POST (redirect back) and, under HTMX, answers with the fragments it changed.
+
+Every form carries its own idempotency key (``{% idempotency_field %}``), so a double click or a
+browser's retry acts once; a click whose outcome Temporal has not confirmed yet shows the order
+as "still confirming", never an error page.
 """
 
 from __future__ import annotations
@@ -14,16 +18,61 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from flights.models import Flight
 from flights.selectors import seat_map
-from orders import ownership, services, validation
-from orders.models import Order
+from orders import commands, ownership, requests, validation
+from orders.errors import BookingRefused
+from orders.models import Order, OrderRequest, RequestKind
+from orders.requests import Result
 from orders.selectors import order_page, toggled
-from orders.services import BookingError
+from orders.templatetags.booking_forms import FIELD as KEY_FIELD
+from temporal_worker.shared import BookingStatus
 
 PAGE = "orders/order_detail.html"
+UNREACHABLE = (
+    "The booking service cannot be reached right now, so nothing was changed. Please try again in a moment."
+)
+STALE_FORM = "This page was out of date, so nothing was changed. Please try again."
+
+
+class FormRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _go(request: HttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _claim(request: HttpRequest, kind: RequestKind, order: Order | None = None) -> OrderRequest:
+    """The OrderRequest for this form post, under the form's own key (see orders.requests)."""
+    fields = {
+        name: value for name, value in request.POST.items() if name not in ("csrfmiddlewaretoken", KEY_FIELD)
+    }
+    try:
+        key = requests.checked_key(request.POST.get(KEY_FIELD) or None)
+        return requests.claim(
+            session_key=ownership.session_key(request),
+            key=key,
+            fingerprint=requests.fingerprint("POST", request.path, fields),
+            kind=kind,
+            order=order,
+        )
+    except (requests.InvalidKey, requests.KeyReused):
+        raise FormRefused(STALE_FORM) from None
+    except requests.KeyInUse as failure:
+        raise FormRefused(
+            failure.message.replace("A request with this Idempotency-Key", "Your click")
+        ) from None
+
+
+def _problem(result: Result) -> str | None:
+    """What to tell the customer next to the form; None when the page itself shows the outcome
+    (answered, or still being confirmed)."""
+    if result.refusal is not None:
+        return result.refusal.message
+    if result.unavailable:
+        return UNREACHABLE
+    return None
 
 
 def _answer(
@@ -48,30 +97,42 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
     order = ownership.live_order_on(request, flight)
     held = list(order.seats) if order else []
     seat = request.POST.get("seat", "").strip().upper()
-    try:
+
+    def hold() -> BookingStatus:
         validation.bookable(flight)
         seats = validation.seat_list(held if seat in held else [*held, seat], flight=flight)
-        if order is None:
-            order_id = services.start_order(flight_id=flight.id, seats=seats).order_id
-            ownership.remember(request, order_id)
-        else:
-            if seats != held:
-                services.change_seats(order=order, seats=seats)
-            order_id = order.id
-    except BookingError as failure:
+        if order_request.kind == RequestKind.CREATE:  # a new order, or a retry of the click that made one
+            return commands.create_order(
+                order_request=order_request, flight=flight, seats=seats, session=request.session
+            )
+        assert order is not None  # a seat change is of an order this session holds
+        if seats == held:
+            return commands.status_of(order)
+        return commands.change_seats(order=order, seats=seats, update_id=order_request.update_id)
+
+    try:
+        order_request = _claim(request, RequestKind.CREATE if order is None else RequestKind.SEATS, order)
+        result = requests.carry_out(order_request, hold)
+        if problem := _problem(result):
+            raise FormRefused(problem)
+    except FormRefused as refusal:
         if request.htmx:
             plan = seat_map(flight=flight, order_id=order.id if order else None)
-            context = {"flight": flight, "plan": plan, "order": order, "message": failure.message}
+            context = {"flight": flight, "plan": plan, "order": order, "message": refusal.message}
             return render(request, "flights/flight_detail.html#seat-map", context)
-        messages.error(request, failure.message)
+        messages.error(request, refusal.message)
         return redirect("flights:detail", flight_id=flight.id)
-    return _go(request, reverse("orders:detail", args=[order_id]))
+    target = result.order or order
+    assert target is not None  # a create made one; a change had one
+    return _go(request, reverse("orders:detail", args=[target.id]))
 
 
 @require_GET
 def detail(request: HttpRequest, order_id: str) -> HttpResponse:
     """The order's page; with ?poll, the fragments that changed (286 once the order is final)."""
-    page = order_page(order=ownership.get_owned_order(request, order_id))
+    order = ownership.get_owned_order(request, order_id)
+    commands.settle_soon(order)
+    page = order_page(order=order)
     if not (request.htmx and "poll" in request.GET):
         return render(request, PAGE, {"page": page})
     if page.polling and request.GET.get("v") == page.fingerprint:
@@ -82,20 +143,32 @@ def detail(request: HttpRequest, order_id: str) -> HttpResponse:
 
 @require_POST
 def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
-    """Click a seat on the order's map: add it, or drop it; every change resets the hold."""
+    """Click a seat on the order's map: add it, or drop it; every change resets the hold. Dropping
+    the last seat abandons the order."""
     order = ownership.get_owned_order(request, order_id)
     selection = toggled(order.seats, request.POST.get("seat", "").strip().upper())
     try:
         if not selection:
-            services.cancel_order(order=order)
+            result = requests.carry_out(
+                _claim(request, RequestKind.CANCEL, order), lambda: commands.cancel_order(order=order)
+            )
+            if problem := _problem(result):
+                raise FormRefused(problem)
+            if result.pending:
+                return _go(request, reverse("orders:detail", args=[order.id]))
             messages.info(
                 request, "You dropped your last seat: the order was cancelled and the seat released."
             )
             return _go(request, reverse("flights:detail", args=[order.flight_id]))
-        services.change_seats(order=order, seats=validation.seat_list(selection, flight=order.flight))
-        message = None
-    except BookingError as failure:
-        message = failure.message
+        order_request = _claim(request, RequestKind.SEATS, order)
+
+        def change() -> BookingStatus:
+            seats = validation.seat_list(selection, flight=order.flight)
+            return commands.change_seats(order=order, seats=seats, update_id=order_request.update_id)
+
+        message = _problem(requests.carry_out(order_request, change))
+    except FormRefused as refusal:
+        message = refusal.message
     return _answer(request, order, error=message, fragment="seat-panel", message=message, oob_countdown=True)
 
 
@@ -104,11 +177,16 @@ def pay(request: HttpRequest, order_id: str) -> HttpResponse:
     """Submit the 5-digit code; the workflow validates it in the background."""
     order = ownership.get_owned_order(request, order_id)
     code = request.POST.get("payment_code", "").strip()
-    error = None
+
+    def submit() -> BookingStatus:
+        checked = validation.payment_code(code)
+        return commands.submit_payment(order=order, payment_code=checked, update_id=order_request.update_id)
+
     try:
-        services.submit_payment(order=order, payment_code=validation.payment_code(code))
-    except BookingError as failure:
-        error = failure.message
+        order_request = _claim(request, RequestKind.PAY, order)
+        error = _problem(requests.carry_out(order_request, submit))
+    except FormRefused as refusal:
+        error = refusal.message
     return _answer(
         request, order, error=error, fragment="after-payment", payment_error=error, payment_code=code
     )
@@ -119,9 +197,15 @@ def cancel(request: HttpRequest, order_id: str) -> HttpResponse:
     """Let the seats go."""
     order = ownership.get_owned_order(request, order_id)
     try:
-        services.cancel_order(order=order)
-        messages.info(request, "Your order was cancelled and its seats released.")
-    except BookingError as failure:
-        messages.error(request, failure.message)
+        result = requests.carry_out(
+            _claim(request, RequestKind.CANCEL, order), lambda: commands.cancel_order(order=order)
+        )
+        if problem := _problem(result):
+            raise FormRefused(problem)
+    except (FormRefused, BookingRefused) as refusal:
+        messages.error(request, refusal.message)
         return _go(request, reverse("orders:detail", args=[order.id]))
+    if result.pending:
+        return _go(request, reverse("orders:detail", args=[order.id]))
+    messages.info(request, "Your order was cancelled and its seats released.")
     return _go(request, reverse("flights:detail", args=[order.flight_id]))

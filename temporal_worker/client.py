@@ -4,6 +4,13 @@ The client belongs to the event loop it was created on and must not be shared ac
 driven from several threads (sdk-python #147). Views are sync (gunicorn threads), so one daemon
 thread per process runs an event loop that owns the client; ``call`` hands it a coroutine and
 waits for the answer. The thread and the client are made lazily, after gunicorn forks.
+
+Two different failures come out of ``call``, and they must never be confused:
+
+- ``TemporalUnreachable``: no connection to Temporal could be made, so the operation was never
+  sent. Nothing happened, and nothing will.
+- ``TimeoutError`` (and the SDK's RPC timeouts and transport errors): the operation was sent, but
+  its answer did not come in time. It may well be carried out later.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ T = TypeVar("T")
 # A customer waiting on a page should hear "unavailable" within seconds, not after the SDK's
 # default ten seconds of retries; the worker keeps the default and simply waits Temporal out.
 INTERACTIVE_RETRIES = RetryConfig(max_interval_millis=1000, max_elapsed_time_millis=3000)
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class TemporalUnreachable(Exception):
+    """No connection to Temporal: the operation was not sent."""
 
 
 async def connect(*, retry_config: RetryConfig | None = None) -> Client:
@@ -48,13 +60,19 @@ class _ClientThread:
         target = (settings.TEMPORAL_HOST, settings.TEMPORAL_NAMESPACE)
         async with self._connecting:
             if self._client is None or self._target != target:
-                timeout = settings.TEMPORAL_RPC_TIMEOUT.total_seconds()
-                self._client = await asyncio.wait_for(connect(retry_config=INTERACTIVE_RETRIES), timeout)
+                try:
+                    self._client = await asyncio.wait_for(
+                        connect(retry_config=INTERACTIVE_RETRIES), CONNECT_TIMEOUT_SECONDS
+                    )
+                except (RuntimeError, TimeoutError) as error:
+                    raise TemporalUnreachable(f"{settings.TEMPORAL_HOST}: {error}") from error
                 self._target = target
             return self._client
 
-    async def run(self, operation: Callable[[Client], Awaitable[T]]) -> T:
-        return await operation(await self.client())
+    async def run(self, operation: Callable[[Client], Awaitable[T]], seconds: float) -> T:
+        client = await self.client()  # TemporalUnreachable: nothing was sent
+        async with asyncio.timeout(seconds):  # TimeoutError: it was sent, not answered
+            return await operation(client)
 
 
 _thread: _ClientThread | None = None
@@ -69,16 +87,24 @@ def _client_thread() -> _ClientThread:
         return _thread
 
 
+def answer_timeout() -> float:
+    """How long a customer's request waits for Temporal's answer, in seconds."""
+    return settings.TEMPORAL_ANSWER_TIMEOUT.total_seconds()
+
+
 def call(operation: Callable[[Client], Awaitable[T]], *, timeout: float | None = None) -> T:
     """Run ``operation(client)`` on the client's loop and return its result (sync callers).
 
-    Raises what the operation raises; TimeoutError when Temporal does not answer in time.
+    Raises what the operation raises; ``TemporalUnreachable`` when no connection could be made
+    (nothing was sent); ``TimeoutError`` when the answer did not come within ``timeout``
+    seconds (default: TEMPORAL_ANSWER_TIMEOUT), though the operation may still be carried out.
     """
     worker = _client_thread()
-    limit = timeout if timeout is not None else settings.TEMPORAL_RPC_TIMEOUT.total_seconds()
-    future = asyncio.run_coroutine_threadsafe(worker.run(operation), worker.loop)
+    limit = timeout if timeout is not None else answer_timeout()
+    future = asyncio.run_coroutine_threadsafe(worker.run(operation, limit), worker.loop)
     try:
-        return future.result(timeout=limit)
+        # The coroutine bounds itself; this only guards against a loop that stopped answering.
+        return future.result(timeout=limit + CONNECT_TIMEOUT_SECONDS + 2)
     except TimeoutError:
         future.cancel()
         raise

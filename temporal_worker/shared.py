@@ -47,7 +47,8 @@ class Activities:
 
 
 class ErrorType:
-    """``ApplicationError.type`` values that cross from workflow and activities to the API."""
+    """Why a request was refused: ``ApplicationError.type`` values that cross from the workflow
+    and its activities to the web, and the codes the API answers with."""
 
     INVALID_SEATS = "INVALID_SEATS"  # a seat is held by another order or already sold
     UNKNOWN_SEATS = "UNKNOWN_SEATS"  # a seat that is not on this flight
@@ -56,6 +57,8 @@ class ErrorType:
     INVALID_PAYMENT_CODE = "INVALID_PAYMENT_CODE"
     PAYMENT_DECLINED = "PAYMENT_DECLINED"
     SEAT_ALREADY_BOOKED = "SEAT_ALREADY_BOOKED"  # the (flight, seat) constraint refused a sale
+    TOO_MANY_CHANGES = "TOO_MANY_CHANGES"  # the seat-change limit of one order is reached
+    ORDER_PENDING = "ORDER_PENDING"  # its creation is still being confirmed: nothing to change yet
 
 
 class Messages:
@@ -70,6 +73,7 @@ class Messages:
     CANCELLED_BY_CUSTOMER = "You cancelled this order. Your seats have been released."
     RELEASED_BY_OPERATOR = "An operator released this hold. Your seats have been released."
     STOPPED = "This booking was stopped before it could finish. Your seats have been released."
+    NOT_STARTED = "Your seats could not be held in time. Nothing was held; please choose them again."
 
     @staticmethod
     def seats_unavailable(seats: list[str]) -> str:
@@ -83,6 +87,24 @@ class Messages:
             f"{Messages.seats_unavailable(seats)}: another booking was confirmed first. "
             "Your payment has been refunded and your seats released."
         )
+
+
+def editable_refusal(
+    *, state: State, hold_expires_at: datetime | None, now: datetime, cancelling: bool = False
+) -> tuple[str, str] | None:
+    """Why an order's seats and payment can no longer change (an ``ErrorType`` and a message for
+    the customer), or None while they can: the one rule, used by the workflow's validators and by
+    the web before it calls the workflow."""
+    state = State(state)  # the order's row holds it as a plain string
+    lapsed = hold_expires_at is not None and now >= hold_expires_at
+    if state is State.EXPIRED or (state is State.SEATS_RESERVED and lapsed):
+        return ErrorType.ORDER_EXPIRED, "Seat reservation has expired"
+    if cancelling:
+        return ErrorType.ORDER_NOT_EDITABLE, "The order is being cancelled: it can no longer be changed"
+    if state in TERMINAL_STATES or state in PAYING_STATES:
+        name = state.value.replace("_", " ").lower()
+        return ErrorType.ORDER_NOT_EDITABLE, f"The order is {name}: it can no longer be changed"
+    return None
 
 
 # --- Workflow input, updates and query -----------------------------------------------------

@@ -49,6 +49,7 @@ from temporal_worker.shared import (
     ReleaseSeatsInput,
     SeatSelection,
     State,
+    editable_refusal,
 )
 
 # Bookkeeping activities (Redis, PostgreSQL) retry until the store is back: a booking waits
@@ -110,18 +111,25 @@ class BookingWorkflow:
 
     @workflow.run
     async def run(self, booking: BookingInput) -> BookingStatus:
-        # 1. The first seats come with the start. If they could not be held, there is no order.
-        #    (A cancellation meanwhile is acted on by the hold, once there is something to release.)
+        # 1. The first seats come with the start. If they could not be held, or the customer
+        #    let the order go first, the booking ends here having held nothing; how it ended is
+        #    still recorded, for a customer who is following the order by its id.
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(
-                lambda: self._state is not State.CREATED or self._first_hold_refused,
+                lambda: (
+                    self._state is not State.CREATED
+                    or self._first_hold_refused
+                    or self._cancel_reason is not None
+                ),
                 timeout=self._hold_duration,
             )
         async with self._lock:  # a first hold still running decides before we do
             if self._state is State.CREATED:
-                self._state = State.CANCELLED  # never held anything: nothing to release or record
-        if self._state is State.CANCELLED:
-            return await self._finish()
+                if self._cancel_reason is not None and not self._first_hold_refused:
+                    await self._end(State.CANCELLED, self._cancel_reason)
+                else:
+                    await self._end(State.FAILED, self._last_error or Messages.NOT_STARTED)
+                return await self._finish()
 
         # 2. Hold the seats until the customer pays, lets go, or the hold runs out.
         if not await self._hold_until_payment():
@@ -191,14 +199,15 @@ class BookingWorkflow:
                     result_type=HoldSeatsResult,
                 )
             except ActivityError as error:
-                self._first_hold_refused = self._state is State.CREATED
-                raise _as_application_error(error) from error
+                raise self._refuse_hold(seats, _as_application_error(error)) from error
             if result.taken:
-                self._first_hold_refused = self._state is State.CREATED
-                raise ApplicationError(
-                    Messages.seats_unavailable(result.taken),
-                    result.taken,
-                    type=ErrorType.INVALID_SEATS,
+                raise self._refuse_hold(
+                    seats,
+                    ApplicationError(
+                        Messages.seats_unavailable(result.taken),
+                        result.taken,
+                        type=ErrorType.INVALID_SEATS,
+                    ),
                 )
             if self._state is State.CREATED:
                 self._saga.add(self._release_held_seats)
@@ -209,6 +218,14 @@ class BookingWorkflow:
                 version,
             )
             return self.get_status()
+
+    def _refuse_hold(self, seats: list[str], refusal: ApplicationError) -> ApplicationError:
+        """A refused first hold ends the booking, holding nothing (its record keeps the seats the
+        customer asked for); a refused change keeps the seats held before it."""
+        if self._state is State.CREATED:
+            self._first_hold_refused = True
+            self._seats, self._last_error = seats, refusal.message
+        return refusal
 
     @hold_seats.validator
     def _validate_hold_seats(self, selection: SeatSelection) -> None:
@@ -363,15 +380,16 @@ class BookingWorkflow:
         )
 
     def _ensure_editable(self) -> None:
-        """Seats and payment can change only while the hold is live."""
-        if self._state is State.EXPIRED or (self._state is State.SEATS_RESERVED and self._hold_expired()):
-            raise ApplicationError("Seat reservation has expired", type=ErrorType.ORDER_EXPIRED)
-        if self._state not in (State.CREATED, State.SEATS_RESERVED) or self._cancel_reason is not None:
-            raise ApplicationError(
-                f"The order is {self._state.value.replace('_', ' ').lower()}: it can no longer be changed",
-                self._state.value,
-                type=ErrorType.ORDER_NOT_EDITABLE,
-            )
+        """Seats and payment can change only while the hold is live (``shared.editable_refusal``)."""
+        refusal = editable_refusal(
+            state=self._state,
+            hold_expires_at=self._hold_expires_at,
+            now=workflow.now(),
+            cancelling=self._cancel_reason is not None or self._first_hold_refused,
+        )
+        if refusal is not None:
+            error_type, message = refusal
+            raise ApplicationError(message, self._state.value, type=error_type)
 
     def _hold_expired(self) -> bool:
         return self._hold_expires_at is not None and workflow.now() >= self._hold_expires_at

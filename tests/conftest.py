@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -88,6 +89,17 @@ class WorkerProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The worker stopped in its tracks (SIGSTOP), as a stalled or overloaded host would; it
+        carries on where it was when the block ends."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         if self.process is not None:
@@ -194,6 +206,22 @@ def own_temporal(tmp_path: Path) -> Iterator[OwnServer]:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnServer]:
     yield from _own_server("redis", tmp_path)
+
+
+@pytest.fixture
+def temporal_of_its_own(stack: Stack, own_temporal: OwnServer, settings: object) -> Iterator[OwnServer]:
+    """The stack, with the web and a worker of its own on a Temporal server that the test may stop
+    and start again (persisted to a file, so a restart keeps the histories)."""
+    suite_temporal = settings.TEMPORAL_HOST  # type: ignore[attr-defined]
+    settings.TEMPORAL_HOST = own_temporal.address  # type: ignore[attr-defined]
+    worker = WorkerProcess(
+        env={**stack.worker.env, "TEMPORAL_HOST": own_temporal.address},
+        log=stack.worker.log.with_name("own-temporal-worker.log"),
+    )
+    worker.start()
+    yield own_temporal
+    worker.stop()
+    settings.TEMPORAL_HOST = suite_temporal  # type: ignore[attr-defined]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -46,11 +46,15 @@ class ApiClient:
         raw: bytes | None = None,
         content_type: str = "application/json",
         timeout: float = 30,
+        key: str | None = None,
     ) -> Response:
+        """``key``: sent as the Idempotency-Key header."""
         data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", content_type)
+        if key is not None:
+            request.add_header("Idempotency-Key", key)
         try:
             with self.opener.open(request, timeout=timeout) as reply:
                 return Response(reply.status, reply.read(), dict(reply.headers))
@@ -66,12 +70,12 @@ class ApiClient:
     def put(self, path: str, payload: Any = None, **kwargs: Any) -> Response:
         return self.request("PUT", path, payload, **kwargs)
 
-    def delete(self, path: str) -> Response:
-        return self.request("DELETE", path)
+    def delete(self, path: str, **kwargs: Any) -> Response:
+        return self.request("DELETE", path, **kwargs)
 
     # The booking API, by name
-    def create_order(self, flight_id: str, seats: list[str]) -> Response:
-        return self.post("/api/orders", {"flightId": flight_id, "seats": seats})
+    def create_order(self, flight_id: str, seats: list[str], *, key: str | None = None) -> Response:
+        return self.post("/api/orders", {"flightId": flight_id, "seats": seats}, key=key)
 
     def status(self, order_id: str) -> dict[str, Any]:
         reply = self.get(f"/api/orders/{order_id}/status")

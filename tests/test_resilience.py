@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from orders import holds
+from orders.commands import live_status
 from orders.models import BookedSeat, Order
-from orders.services import live_status
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from orders.services import reconcile_orders
+from orders.reconciliation import reconcile_orders
 
 
 class Command(BaseCommand):

@@ -1,0 +1,403 @@
+"""What the web asks of a booking: each one a call into the order's workflow.
+
+Every call is safe to repeat, because its Temporal ids are fixed before it is made:
+
+- the order's id (and so its workflow id, ``booking-<order id>``) exists, with its row, before
+  Temporal hears of it, so a create whose answer is late can be followed, and abandoned;
+- the workflow starts with ``USE_EXISTING`` (a repeat joins the running booking) and
+  ``REJECT_DUPLICATE`` (a booking that ended never starts again);
+- each update carries an id (``FIRST_HOLD_UPDATE_ID`` for the first hold, the request's own
+  for a seat change or a payment), and Temporal runs an update with a given id at most once.
+
+A call ends in one of four ways: the workflow's answer (a ``BookingStatus``); ``BookingRefused``
+(nothing changed); ``StillConfirming`` (handed over, its answer late: it may still happen); or
+``ServiceUnavailable`` (Temporal unreachable: nothing was sent). See ``orders.errors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.db import connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from flights.models import Flight
+from orders import ownership, requests
+from orders.errors import SERVICE_UNAVAILABLE, BookingRefused, ServiceUnavailable, StillConfirming
+from orders.models import Order, OrderRequest, OrderState, RequestKind, RequestState
+from temporal_worker import client as temporal_client
+from temporal_worker.client import TemporalUnreachable
+from temporal_worker.shared import (
+    BookingInput,
+    BookingStatus,
+    CancelRequest,
+    ErrorType,
+    Messages,
+    PaymentRequest,
+    SeatSelection,
+    State,
+    editable_refusal,
+)
+from temporal_worker.workflows import BookingWorkflow
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+FIRST_HOLD_UPDATE_ID = "first-hold"
+# Refusals the workflow gives for a reason the customer can act on; any other failure of an
+# update (its activities gave up: a store stayed unreachable) changed nothing either, and is
+# said as "temporarily unavailable".
+CUSTOMER_REFUSALS = {
+    ErrorType.INVALID_SEATS,
+    ErrorType.UNKNOWN_SEATS,
+    ErrorType.INVALID_PAYMENT_CODE,
+    ErrorType.ORDER_EXPIRED,
+    ErrorType.ORDER_NOT_EDITABLE,
+    ErrorType.TOO_MANY_CHANGES,
+}
+
+
+def new_order_id() -> str:
+    """Unguessable: 80 random bits."""
+    return "ord-" + secrets.token_hex(10)
+
+
+def booking_input(*, order_id: str, flight_id: str) -> BookingInput:
+    return BookingInput(
+        order_id=order_id,
+        flight_id=flight_id,
+        hold_seconds=settings.SEAT_RESERVATION_TIMEOUT.total_seconds(),
+        hold_ttl_margin_seconds=settings.SEAT_HOLD_TTL_MARGIN.total_seconds(),
+        payment_timeout_seconds=settings.PAYMENT_VALIDATION_TIMEOUT.total_seconds(),
+        payment_max_attempts=settings.PAYMENT_MAX_RETRIES,
+    )
+
+
+# --- Create ----------------------------------------------------------------------------------
+
+
+def create_order(
+    *, order_request: OrderRequest, flight: Flight, seats: list[str], session: SessionBase
+) -> BookingStatus:
+    """Start a new order for the session, holding ``seats`` (or, when this is a retry of a create
+    whose answer was late, carry on with the order that create made).
+
+    The order's row and its ownership are saved before Temporal hears of it, so the customer can
+    follow it whatever happens next. When Temporal surely refused it, or never heard of it, the
+    order is removed again: the customer is told so, and nothing remains.
+    """
+    if order_request.order is not None:
+        return hold_first_seats(order=order_request.order)
+    order = new_order(flight=flight, seats=seats)
+    requests.attach(order_request, order)
+    ownership.remember(session, order.id)
+    session.save()
+    try:
+        return hold_first_seats(order=order)
+    except (BookingRefused, ServiceUnavailable):
+        ownership.forget(session, order.id)
+        discard(order)
+        raise
+
+
+def new_order(*, flight: Flight, seats: list[str]) -> Order:
+    """The order's row, written before Temporal hears of it (CREATED, with the seats asked for)."""
+    return Order.objects.create(id=new_order_id(), flight=flight, state=OrderState.CREATED, seats=seats)
+
+
+def discard(order: Order) -> None:
+    """Remove an order that Temporal refused (or never heard of) before its customer learnt of it."""
+    with transaction.atomic():
+        # The row lock orders this after a record the workflow is writing (which then is
+        # deleted with it), or before it (which then finds no row, and writes nothing).
+        Order.objects.select_for_update().filter(id=order.id).first()
+        OrderRequest.objects.filter(order=order).update(order=None)
+        order.delete()
+
+
+def hold_first_seats(*, order: Order) -> BookingStatus:
+    """Start the order's workflow and hold its first seats in one round trip (update-with-start).
+
+    Safe to repeat: a repeat joins the running workflow and its first hold, and once the booking
+    has ended, the first hold's outcome is read from its history.
+    """
+
+    async def operation(client: Client) -> BookingStatus:
+        start = WithStartWorkflowOperation(
+            BookingWorkflow.run,
+            booking_input(order_id=order.id, flight_id=order.flight_id),
+            id=order.workflow_id,
+            task_queue=settings.TEMPORAL_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+        try:
+            return await client.execute_update_with_start_workflow(
+                BookingWorkflow.hold_seats,
+                SeatSelection(seats=list(order.seats)),
+                start_workflow_operation=start,
+                id=FIRST_HOLD_UPDATE_ID,
+                rpc_timeout=_rpc_timeout(),
+            )
+        except WorkflowAlreadyStartedError:
+            return await _outcome_of(client, order, FIRST_HOLD_UPDATE_ID)
+        finally:
+            _consume_start_outcome(start)
+
+    return _deliver(operation, order=order)
+
+
+def _consume_start_outcome(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """The start's own outcome is a future the SDK keeps; a failed start would leave it
+    unread, and asyncio logs an unread failure as an error. Its failure was already handled."""
+    with contextlib.suppress(Exception):
+        future = start._workflow_handle
+        if future.done():
+            future.exception()
+
+
+# --- Seat change, payment, cancel ------------------------------------------------------------
+
+
+def ensure_changeable(order: Order) -> None:
+    """Refuse at once what the order's row already says the workflow would refuse."""
+    if order.state == OrderState.CREATED:
+        raise BookingRefused(
+            ErrorType.ORDER_PENDING, "We are still confirming your seats: try again in a moment."
+        )
+    refusal = editable_refusal(
+        state=State(order.state), hold_expires_at=order.hold_expires_at, now=timezone.now()
+    )
+    if refusal is not None:
+        raise BookingRefused(*refusal)
+
+
+def change_seats(*, order: Order, seats: list[str], update_id: str) -> BookingStatus:
+    """Hold exactly ``seats`` for the order and reset its timer (the ``hold_seats`` update)."""
+    ensure_changeable(order)
+    return _update(order, BookingWorkflow.hold_seats, SeatSelection(seats=seats), update_id)
+
+
+def submit_payment(*, order: Order, payment_code: str, update_id: str) -> BookingStatus:
+    """Hand the payment code to the workflow; it answers at once and pays in the background."""
+    ensure_changeable(order)
+    return _update(
+        order, BookingWorkflow.submit_payment, PaymentRequest(payment_code=payment_code), update_id
+    )
+
+
+def cancel_order(*, order: Order, reason: str = Messages.CANCELLED_BY_CUSTOMER) -> BookingStatus:
+    """Ask the workflow to let the order's seats go (a signal), and answer the order as it is.
+
+    Sent with signal-with-start, so that an order whose creation is still being confirmed can be
+    abandoned too: whichever reaches the workflow first, the cancel or the first hold, the
+    booking ends holding nothing. ``REJECT_DUPLICATE`` keeps an ended booking ended.
+    """
+    if order.state != OrderState.CREATED:
+        ensure_changeable(order)
+    if order.state in (OrderState.PAYMENT_PENDING, OrderState.PAYMENT_PROCESSING):
+        raise BookingRefused(
+            ErrorType.ORDER_NOT_EDITABLE, "A payment is under way: the order can no longer be cancelled"
+        )
+
+    async def operation(client: Client) -> None:
+        with contextlib.suppress(WorkflowAlreadyStartedError):  # ended already: the row says how
+            await client.start_workflow(
+                BookingWorkflow.run,
+                booking_input(order_id=order.id, flight_id=order.flight_id),
+                id=order.workflow_id,
+                task_queue=settings.TEMPORAL_TASK_QUEUE,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                start_signal="cancel",
+                start_signal_args=[CancelRequest(reason=reason)],
+                rpc_timeout=_rpc_timeout(),
+            )
+
+    _deliver(operation, order=order)
+    return status_of(order)
+
+
+def live_status(*, order: Order) -> BookingStatus:
+    """The workflow's own view of the order (the get_status query)."""
+
+    async def operation(client: Client) -> BookingStatus:
+        return await client.get_workflow_handle(order.workflow_id).query(
+            BookingWorkflow.get_status, rpc_timeout=_rpc_timeout()
+        )
+
+    return _deliver(operation, order=order)
+
+
+def _update(order: Order, update: Any, argument: Any, update_id: str) -> BookingStatus:
+    async def operation(client: Client) -> BookingStatus:
+        handle = client.get_workflow_handle(order.workflow_id)
+        try:
+            return await handle.execute_update(update, argument, id=update_id, rpc_timeout=_rpc_timeout())
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The workflow has ended. If this update ran before it did, its outcome is kept.
+            return await _outcome_of(client, order, update_id)
+
+    return _deliver(operation, order=order)
+
+
+async def _outcome_of(client: Client, order: Order, update_id: str) -> BookingStatus:
+    """The recorded outcome of an update of the order's (ended) workflow."""
+    handle = client.get_workflow_handle(order.workflow_id).get_update_handle(
+        update_id, result_type=BookingStatus
+    )
+    return await handle.result(rpc_timeout=_rpc_timeout())
+
+
+# --- One way through Temporal ------------------------------------------------------------------
+
+
+def _rpc_timeout() -> timedelta:
+    return settings.TEMPORAL_ANSWER_TIMEOUT
+
+
+def _deliver(operation: Callable[[Client], Awaitable[T]], *, order: Order) -> T:
+    """Make a Temporal call; turn each way it can end into an answer, or one of the errors."""
+    try:
+        return temporal_client.call(operation)
+    except WorkflowUpdateFailedError as error:
+        raise _refusal(error) from error
+    except TemporalUnreachable as error:
+        _log_outage("could not reach Temporal: nothing was sent", error, order)
+        raise ServiceUnavailable from error
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            # The workflow ended, and the update never ran in it: the row says how it ended.
+            order.refresh_from_db()
+            ensure_changeable(order)
+            raise BookingRefused(
+                ErrorType.ORDER_NOT_EDITABLE, "This booking has ended: it can no longer be changed"
+            ) from error
+        _log_outage("Temporal did not answer; the request may still be carried out", error, order)
+        raise StillConfirming from error
+    except (TimeoutError, RPCTimeoutOrCancelledError) as error:
+        _log_outage("Temporal did not answer in time; the request may still be carried out", error, order)
+        raise StillConfirming from error
+
+
+def _refusal(error: WorkflowUpdateFailedError) -> BookingRefused:
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type in CUSTOMER_REFUSALS:
+        seats = cause.details[0] if cause.details and isinstance(cause.details[0], list) else []
+        return BookingRefused(cause.type, cause.message, seats=seats)
+    return BookingRefused("SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE)
+
+
+def _log_outage(what: str, error: BaseException, order: Order) -> None:
+    logger.warning("%s (%s: %s)", what, type(error).__name__, error, extra={"order_id": order.id})
+
+
+def status_of(order: Order) -> BookingStatus:
+    """The order as its row shows it."""
+    return BookingStatus(
+        order_id=order.id,
+        state=State(order.state),
+        seats=list(order.seats),
+        hold_expires_at=order.hold_expires_at,
+        payment_attempts=order.payment_attempts,
+        last_error=order.last_error,
+        version=order.version,
+    )
+
+
+# --- Learning the outcome of a request answered 202 -------------------------------------------
+
+SETTLE_EVERY = timedelta(seconds=5)
+_settling = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
+
+
+def settle_soon(order: Order) -> None:
+    """In the background, learn the outcome of the order's latest request that was answered
+    "still confirming" (at most once per SETTLE_EVERY per request). Called when the order is
+    looked at; the reconciliation does the same for orders nobody looks at."""
+    request = requests.open_request(order)
+    if request is None or not _take_turn(request):
+        return
+    _settling.submit(_settle_in_thread, request.pk)
+
+
+def _take_turn(request: OrderRequest) -> bool:
+    now = timezone.now()
+    if request.state == RequestState.RUNNING and request.lease_until > now:
+        return False  # a web process is still on it
+    due = Q(settle_after__isnull=True) | Q(settle_after__lte=now)
+    return bool(OrderRequest.objects.filter(due, pk=request.pk).update(settle_after=now + SETTLE_EVERY))
+
+
+def _settle_in_thread(request_id: int) -> None:
+    try:
+        request = OrderRequest.objects.select_related("order").get(pk=request_id)
+        settle(request)
+    except Exception:
+        logger.exception("settling request %s failed", request_id)
+    finally:
+        connections.close_all()
+
+
+def settle(request: OrderRequest) -> None:
+    """Learn, and keep, the outcome of a request whose answer was "still confirming".
+
+    The first hold is sent again with its own ids: if it was lost with its start, it happens now;
+    if not, Temporal joins it. A seat change or a payment is not sent again (its body is not
+    kept: a payment code is not stored): its outcome is read from the workflow, and when the
+    workflow never received it, it is marked LOST (nothing happened; the customer may retry).
+    """
+    order = request.order
+    if order is None:
+        return
+    status: BookingStatus | None
+    try:
+        if request.kind == RequestKind.CREATE:
+            status = hold_first_seats(order=order)
+        elif request.kind == RequestKind.CANCEL:
+            status = cancel_order(order=order)
+        else:
+            status = _deliver(_outcome_or_none(order, request.update_id), order=order)
+    except BookingRefused as refusal:
+        requests.finish_settled(request, refusal=refusal)
+    except (StillConfirming, ServiceUnavailable):
+        pass  # still not known: the next look tries again
+    else:
+        if status is None:
+            requests.finish_settled(request, lost=True)
+        else:
+            requests.finish_settled(request, status=status)
+
+
+def _outcome_or_none(order: Order, update_id: str) -> Callable[[Client], Awaitable[BookingStatus | None]]:
+    """Read an update's outcome; None when the workflow never received it (it was lost, say, with
+    a restart of Temporal before a worker took it): then it did not happen, and will not."""
+
+    async def operation(client: Client) -> BookingStatus | None:
+        try:
+            return await _outcome_of(client, order, update_id)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    return operation
