@@ -48,6 +48,9 @@ WORKER_ENV = {
 # What the web side (the live server in this process) runs with: the rules each new order
 # carries into its workflow.
 SHORT_TIMEOUTS = {
+    # The web waits this long before it answers 202 "still confirming": long, so that a test on a
+    # busy machine still sees the workflow's own answer (tests/test_exactly_once.py sets 1.5 s).
+    "TEMPORAL_ANSWER_TIMEOUT": timedelta(seconds=20),
     "SEAT_RESERVATION_TIMEOUT": timedelta(seconds=30),
     "PAYMENT_VALIDATION_TIMEOUT": timedelta(seconds=5),
     "PAYMENT_MAX_RETRIES": 3,
