@@ -136,9 +136,11 @@ def start_postgres(supervisor: Supervisor, data: Path, port: int, env: dict[str,
 
 
 def forget_killed_server(pgdata: Path) -> None:
-    """Remove the postmaster.pid a killed server left. Refuse if that server really still runs
-    (one an older launcher started, which recorded no pid file), saying how to stop it."""
-    for lock in [pgdata / "postmaster.pid"]:
+    """Remove the lock files a killed server left (postmaster.pid, and the socket's lock, which
+    PostgreSQL also checks): their pid may still name a zombie that this machine's init has not
+    reaped yet, which PostgreSQL takes for a live server. Refuse if that server really still
+    runs (one an older launcher started, which recorded no pid file), saying how to stop it."""
+    for lock in [pgdata / "postmaster.pid", *pgdata.glob(".s.PGSQL.*.lock")]:
         try:
             pid = int(lock.read_text().split()[0])
         except (OSError, ValueError, IndexError):
@@ -149,6 +151,8 @@ def forget_killed_server(pgdata: Path) -> None:
                 f"launcher: stop it (kill -INT {pid}) and start again"
             )
         lock.unlink(missing_ok=True)
+        if lock.name.startswith(".s.PGSQL."):
+            (pgdata / lock.name.removesuffix(".lock")).unlink(missing_ok=True)
 
 
 def _cmdline(pid: int) -> bytes:

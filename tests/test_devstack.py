@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from devstack.ports import free_port, port_is_free
+from devstack.postgres_server import forget_killed_server
 from devstack.supervisor import BIN, command_for, stop_leftovers, write_record
 from tests.helpers import ApiClient, wait_for
 
@@ -290,6 +291,23 @@ def test_a_pid_file_whose_pid_now_belongs_to_another_process_is_only_forgotten(t
     finally:
         other.kill()
         other.wait()
+
+
+def test_lock_files_of_a_killed_postgresql_are_removed_even_while_it_is_a_zombie(tmp_path):
+    # A postmaster killed with its launcher may stay a zombie until this machine's init reaps
+    # it; PostgreSQL would take its pid, which still answers kill(pid, 0), for a live server.
+    zombie = subprocess.Popen(["true"])
+    wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, timeout=10)
+    pgdata = tmp_path / "postgres"
+    pgdata.mkdir()
+    for name in ("postmaster.pid", ".s.PGSQL.5432.lock", ".s.PGSQL.5432"):
+        (pgdata / name).write_text(f"{zombie.pid}\n{pgdata}\n")
+    try:
+        forget_killed_server(pgdata)
+    finally:
+        zombie.wait()
+
+    assert list(pgdata.iterdir()) == []
 
 
 def _record(pids: Path, name: str, pid: int, *, start_time_shift: int = 0) -> None:
