@@ -18,6 +18,8 @@ from devstack.temporal_server import start_temporal
 # How long each process of `make run` may take to stop before it is killed (docs/OPERATIONS.md).
 WEB_STOP_SECONDS = 25.0  # gunicorn's graceful_timeout (20 s) for requests under way, and a margin
 WORKER_STOP_MARGIN_SECONDS = 10.0  # on top of PAYMENT_VALIDATION_TIMEOUT, for a running payment
+# A unix socket's path holds at most 107 bytes.
+MAX_SOCKET_PATH = 100
 
 
 def services(supervisor: Supervisor, data: Path, env: dict[str, str], *, mode: str) -> dict[str, str]:
@@ -61,6 +63,16 @@ def worker_stop_seconds() -> float:
     return duration("PAYMENT_VALIDATION_TIMEOUT", "10s").total_seconds() + WORKER_STOP_MARGIN_SECONDS
 
 
+def gunicorn_control_socket(data: Path) -> list[str]:
+    """gunicorn's control socket defaults to one path in the home directory, so a second stack
+    replaced (and, stopping, removed) the first one's: each stack keeps its own in its data."""
+    path = data.resolve() / "gunicorn.ctl"
+    if len(str(path)) > MAX_SOCKET_PATH:
+        log(f"no gunicorn control socket: {path} is too long for a unix socket")
+        return ["--no-control-socket"]
+    return ["--control-socket", str(path)]
+
+
 def run(supervisor: Supervisor) -> int:
     data = Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
     data.mkdir(exist_ok=True)
@@ -92,7 +104,7 @@ def run(supervisor: Supervisor) -> int:
         "web",
         [
             str(BIN / "gunicorn"),
-            *("-c", "booking_site/gunicorn.py", "booking_site.wsgi"),
+            *("-c", "booking_site/gunicorn.py", *gunicorn_control_socket(data), "booking_site.wsgi"),
         ],
         env=env,
         stop_timeout=WEB_STOP_SECONDS,

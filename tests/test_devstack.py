@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -208,6 +209,26 @@ def test_make_run_in_the_background_stops_on_sigint(launcher):
 
     assert launcher.wait(timeout=60) == 128 + signal.SIGINT
     launcher.assert_nothing_left(processes)
+
+
+def test_two_stacks_side_by_side_keep_their_own_gunicorn_control_socket(tmp_path):
+    first, second = RunningStack(tmp_path / "first"), RunningStack(tmp_path / "second")
+    try:
+        first.start()
+        second.start()
+        sockets = [first.data / "gunicorn.ctl", second.data / "gunicorn.ctl"]
+        assert all(stat.S_ISSOCK(path.stat().st_mode) for path in sockets)
+
+        assert second.terminate() == 0
+
+        assert not sockets[1].exists()
+        assert stat.S_ISSOCK(sockets[0].stat().st_mode), "stopping one stack left the other's alone"
+        assert _healthy(ApiClient(first.url))
+        assert first.terminate() == 0
+    finally:
+        for stack in (first, second):
+            if stack.process is not None:
+                stack.process.kill()
 
 
 def _modes(path: Path) -> dict[str, str]:
