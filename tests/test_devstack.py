@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from devstack import postgres_server
 from devstack.ports import free_port, port_is_free
-from devstack.postgres_server import forget_killed_server
 from devstack.supervisor import BIN, command_for, stop_leftovers, write_record
 from tests.helpers import ApiClient, wait_for
 
@@ -268,6 +268,23 @@ def test_make_test_as_root_from_a_private_directory_changes_no_permission(tmp_pa
     assert private.stat().st_mode & 0o7777 == 0o700
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs another way to run PostgreSQL")
+def test_root_without_user_namespaces_is_told_what_to_do_and_nothing_is_chmod_ed(tmp_path, monkeypatch):
+    monkeypatch.setattr(postgres_server, "_user_namespace_refused", lambda *_: "Operation not permitted")
+    private = tmp_path / "home"
+    private.mkdir()
+    private.chmod(0o700)
+
+    with pytest.raises(SystemExit) as stopped:
+        postgres_server.run_as(private / "bin", private / "app" / ".data" / "postgres")
+
+    message = str(stopped.value)
+    assert "user namespaces (Operation not permitted)" in message
+    assert f"{private} is closed to other users" in message
+    assert "Run make as a non-root user" in message and "set DATABASE_URL" in message
+    assert private.stat().st_mode & 0o7777 == 0o700
+
+
 def _copy_working_tree(checkout: Path) -> None:
     def git(*args: str) -> list[str]:
         out = subprocess.run(["git", *args, "-z"], cwd=ROOT, capture_output=True, check=True).stdout
@@ -324,7 +341,7 @@ def test_lock_files_of_a_killed_postgresql_are_removed_even_while_it_is_a_zombie
     for name in ("postmaster.pid", ".s.PGSQL.5432.lock", ".s.PGSQL.5432"):
         (pgdata / name).write_text(f"{zombie.pid}\n{pgdata}\n")
     try:
-        forget_killed_server(pgdata)
+        postgres_server.forget_killed_server(pgdata)
     finally:
         zombie.wait()
 
