@@ -87,7 +87,7 @@ class ChaosStack:
 
     def __init__(self, data: Path) -> None:
         self.data = data
-        self.processes = Stack()
+        self.processes = Supervisor()  # its servers die with this process, however it ends
         self.web_port, self.redis_port, self.temporal_port = free_port(), free_port(), free_port()
         self.env = dict(
             os.environ,
@@ -133,7 +133,7 @@ class ChaosStack:
             env=env,
             logfile=self.data / "web.log",
         )
-        wait_until(lambda: _answers(self.url, "/healthz"), what="the web server", timeout=60)
+        self.processes.wait_until(lambda: _answers(self.url, "/healthz"), what="the web server", timeout=60)
 
     def start_worker(self) -> None:
         self.processes.start(

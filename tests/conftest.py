@@ -21,8 +21,10 @@ from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connection
 from temporalio.service import RPCError, RPCStatusCode
 
-from devstack.__main__ import Stack as ProcessStack
-from devstack.__main__ import free_port, start_redis, start_temporal
+from devstack.ports import free_port
+from devstack.redis_server import start_redis
+from devstack.supervisor import Supervisor, command_for
+from devstack.temporal_server import start_temporal
 from flights.models import Flight
 from flights.services import seed_demo_flights
 from orders import holds
@@ -75,7 +77,7 @@ class WorkerProcess:
         self.log.parent.mkdir(exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 (the child owns it)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runworker"],
+            command_for([sys.executable, "manage.py", "runworker"]),  # dies with the test run
             cwd=ROOT,
             env=self.env,
             stdout=out,
@@ -178,7 +180,7 @@ class OwnServer:
     same port and data (the suite's shared servers must stay up for every other test)."""
 
     def __init__(self, kind: str, data: Path) -> None:
-        self.kind, self.data, self.port, self.processes = kind, data, free_port(), ProcessStack()
+        self.kind, self.data, self.port, self.processes = kind, data, free_port(), Supervisor()
 
     @property
     def address(self) -> str:
