@@ -53,17 +53,12 @@ import psutil
 import psycopg
 import redis
 
-from devstack.__main__ import (
-    ROOT,
-    Stack,
-    free_port,
-    log,
-    start_postgres,
-    start_redis,
-    start_temporal,
-    wait_until,
-)
 from devstack.bench import percentile
+from devstack.ports import free_port
+from devstack.postgres_server import start_postgres
+from devstack.redis_server import start_redis
+from devstack.supervisor import ROOT, Supervisor, log
+from devstack.temporal_server import start_temporal
 
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
