@@ -26,6 +26,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_worker.shared import (
     Activities,
@@ -48,6 +49,8 @@ from temporal_worker.workflows import BookingWorkflow
 
 TEST_SERVER = os.path.join(sysconfig.get_path("scripts"), "temporal-test-server")
 HOLD = timedelta(minutes=15)
+# mutmut's trampolines (make mutate) must be the same module inside the sandbox as outside.
+SANDBOX = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("mutmut"))
 
 
 @pytest.fixture(scope="session")
@@ -57,27 +60,67 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     await environment.shutdown()
 
 
+class StoreDown(Exception):
+    """What a stand-in raises while its store is out of reach (a retryable failure)."""
+
+
 @dataclass
 class FakeStores:
-    """Redis holds, the order rows and the gateway, in memory."""
+    """Redis holds, the order rows and the gateway, in memory.
+
+    Faults: a store in ``down`` fails every activity that touches it; an activity in
+    ``lose_answers`` does its work, then fails as if its answer were lost; an activity in
+    ``paused`` waits, once started, until the test resumes it.
+    """
 
     holds: dict[str, str] = field(default_factory=dict)  # seat -> order id
     sold: set[str] = field(default_factory=set)  # seats the "database" refuses to sell again
+    unknown: set[str] = field(default_factory=set)  # seats not on the flight
     records: list[OrderRecord] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)  # activity names, in order
+    hold_requests: list[HoldSeatsInput] = field(default_factory=list)
     payment_attempts: list[tuple[int, float]] = field(default_factory=list)  # (attempt, scheduled at)
-    payment: str = "approve"  # approve | decline | hang | block
+    payment: str = "approve"  # approve | decline | hang | block | charge-then-hang-then-decline
+    charged: set[str] = field(default_factory=set)  # orders with an approved, unrefunded charge
     sell_during_payment: set[str] = field(default_factory=set)  # sold by another order meanwhile
     lose_holds_before_payment: bool = False
     unblock: asyncio.Event = field(default_factory=asyncio.Event)
+    down: set[str] = field(default_factory=set)  # "redis", "postgres"
+    lose_answers: set[str] = field(default_factory=set)
+    paused: dict[str, asyncio.Event] = field(default_factory=dict)
+    started: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def pause(self, name: str) -> None:
+        self.paused[name], self.started[name] = asyncio.Event(), asyncio.Event()
+
+    async def wait_until_started(self, name: str) -> None:
+        await asyncio.wait_for(self.started[name].wait(), timeout=10)
+
+    def resume(self, name: str) -> None:
+        self.paused.pop(name).set()
+
+    async def _enter(self, name: str, *stores: str) -> None:
+        self.calls.append(name)
+        if name in self.paused:
+            self.started[name].set()
+            await self.paused[name].wait()
+        if reached := self.down.intersection(stores):
+            raise StoreDown(f"{', '.join(sorted(reached))} unreachable")
+
+    def _leave(self, name: str) -> None:
+        if name in self.lose_answers:
+            raise StoreDown(f"{name}: the answer was lost")
 
     def activities(self) -> list:
         stores = self
 
         @activity.defn(name=Activities.HOLD_SEATS)
         async def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
-            stores.calls.append(Activities.HOLD_SEATS)
+            await stores._enter(Activities.HOLD_SEATS, "redis", "postgres")
+            stores.hold_requests.append(request)
             order = request.record.order_id
+            if unknown := [s for s in request.record.seats if s in stores.unknown]:
+                raise ApplicationError("unknown", unknown, type=ErrorType.UNKNOWN_SEATS, non_retryable=True)
             if request.record.state == State.PAYMENT_PROCESSING and stores.lose_holds_before_payment:
                 stores.holds = {seat: "ord-someone-else" for seat in request.record.seats}
             taken = [
@@ -89,25 +132,29 @@ class FakeStores:
                 stores.holds.pop(seat, None)
             stores.holds.update({seat: order for seat in request.record.seats})
             stores.records.append(request.record)
+            stores._leave(Activities.HOLD_SEATS)
             return HoldSeatsResult(taken=[])
 
         @activity.defn(name=Activities.RELEASE_SEATS)
         async def release_seats(request: ReleaseSeatsInput) -> int:
-            stores.calls.append(Activities.RELEASE_SEATS)
+            await stores._enter(Activities.RELEASE_SEATS, "redis", *(["postgres"] if request.record else []))
             mine = [s for s in request.seats if stores.holds.get(s) == request.order_id]
             for seat in mine:
                 del stores.holds[seat]
+            if request.record is not None:
+                stores.records.append(request.record)
             return len(mine)
 
         @activity.defn(name=Activities.RECORD_ORDER)
         async def record_order(record: OrderRecord) -> bool:
-            stores.calls.append(Activities.RECORD_ORDER)
+            await stores._enter(Activities.RECORD_ORDER, "postgres")
             stores.records.append(record)
+            stores._leave(Activities.RECORD_ORDER)
             return True
 
         @activity.defn(name=Activities.CONFIRM_BOOKING)
         async def confirm_booking(record: OrderRecord) -> None:
-            stores.calls.append(Activities.CONFIRM_BOOKING)
+            await stores._enter(Activities.CONFIRM_BOOKING, "postgres")
             if refused := [s for s in record.seats if s in stores.sold]:
                 raise ApplicationError(
                     "sold", refused, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
@@ -117,14 +164,21 @@ class FakeStores:
 
         @activity.defn(name=Activities.REFUND_PAYMENT)
         async def refund_payment(order_id: str) -> int:
-            stores.calls.append(Activities.REFUND_PAYMENT)
-            return 1
+            await stores._enter(Activities.REFUND_PAYMENT, "postgres")
+            refunded = int(order_id in stores.charged)
+            stores.charged.discard(order_id)
+            return refunded
 
         @activity.defn(name=Activities.VALIDATE_PAYMENT)
         async def validate_payment(request: PaymentInput) -> PaymentResult:
             info = activity.info()
             stores.calls.append(Activities.VALIDATE_PAYMENT)
             stores.payment_attempts.append((info.attempt, info.current_attempt_scheduled_time.timestamp()))
+            if stores.payment == "charge-then-hang-then-decline":
+                if info.attempt == 1:  # the gateway approves, and its answer never arrives
+                    stores.charged.add(request.order_id)
+                    await asyncio.sleep(30)
+                raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
             if stores.payment == "decline":
                 raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
             if stores.payment == "hang":
@@ -132,6 +186,7 @@ class FakeStores:
             if stores.payment == "block":
                 await stores.unblock.wait()
             stores.sold.update(stores.sell_during_payment)
+            stores.charged.add(request.order_id)
             return PaymentResult(attempt=info.attempt)
 
         return [hold_seats, release_seats, record_order, confirm_booking, refund_payment, validate_payment]
@@ -139,6 +194,9 @@ class FakeStores:
     @property
     def last(self) -> OrderRecord:
         return self.records[-1]
+
+    def states(self) -> list[State]:
+        return [record.state for record in self.records]
 
 
 @dataclass
@@ -159,22 +217,30 @@ async def world(env: WorkflowEnvironment) -> AsyncIterator[tuple[WorkflowEnviron
     stores = FakeStores()
     task_queue = f"wf-test-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        env.client, task_queue=task_queue, workflows=[BookingWorkflow], activities=stores.activities()
+        env.client,
+        task_queue=task_queue,
+        workflows=[BookingWorkflow],
+        activities=stores.activities(),
+        workflow_runner=SANDBOX,
     ):
         yield env, stores, task_queue
 
 
-async def book(world, seats: list[str], *, payment_timeout: float = 10, attempts: int = 3) -> Booking:  # type: ignore[no-untyped-def]
+async def start(world, *, payment_timeout: float = 10, attempts: int = 3, max_changes: int = 20) -> WorkflowHandle:  # type: ignore[no-untyped-def]
     env, _, task_queue = world
     order_id = f"ord-{uuid.uuid4().hex[:20]}"
-    handle = await env.client.start_workflow(
+    return await env.client.start_workflow(
         BookingWorkflow.run,
-        BookingInput(order_id, "fl-101", HOLD.total_seconds(), 60, payment_timeout, attempts),
+        BookingInput(order_id, "fl-101", HOLD.total_seconds(), 60, payment_timeout, attempts, max_changes),
         id=f"booking-{order_id}",
         task_queue=task_queue,
     )
+
+
+async def book(world, seats: list[str], **rules: float) -> Booking:  # type: ignore[no-untyped-def]
+    handle = await start(world, **rules)
     first = await handle.execute_update(BookingWorkflow.hold_seats, SeatSelection(seats=seats))
-    return Booking(env.client, handle, first)
+    return Booking(world[0].client, handle, first)
 
 
 def update_error(raised: pytest.ExceptionInfo[WorkflowUpdateFailedError]) -> ApplicationError:
@@ -225,14 +291,15 @@ async def test_payment_tries_exactly_three_times_with_backoff_then_fails_and_rel
     assert [attempt for attempt, _ in stores.payment_attempts] == [1, 2, 3]
     assert result.state == State.FAILED
     assert result.last_error == Messages.PAYMENT_FAILED_FINAL.format(attempts=3)
+    assert (result.payment_attempts, stores.last.payment_attempts) == (3, 3), "the final failure counts 3"
     assert stores.holds == {}
-    assert Activities.REFUND_PAYMENT not in stores.calls, "nothing was charged, nothing to refund"
-    assert [r.state for r in stores.records] == [
+    assert stores.states() == [
         State.SEATS_RESERVED,
         State.PAYMENT_PENDING,
         State.PAYMENT_PROCESSING,
         State.FAILED,
     ]
+    assert stores.calls[-3:] == [Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS, Activities.RECORD_ORDER]
     # The server enforces the backoff (the time-skipping server skips it, so its clock can't
     # show the gaps: tests/test_booking_api.py measures them on the dev server).
     history = await booking.handle.fetch_history()
