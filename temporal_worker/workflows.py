@@ -137,27 +137,9 @@ class BookingWorkflow:
 
     @workflow.run
     async def run(self, booking: BookingInput) -> BookingStatus:
-        # 1. The first seats come with the start. If they could not be held, or the customer
-        #    let the order go first, the booking ends here; how it ended is still recorded, for
-        #    a customer who is following the order by its id.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await workflow.wait_condition(
-                lambda: (
-                    self._state is not State.CREATED
-                    or self._first_hold_refusal is not None
-                    or self._cancel_reason is not None
-                ),
-                timeout=self._hold_duration,
-            )
-        async with self._lock:  # a first hold still running decides before we do
-            if self._state is State.CREATED:
-                if self._first_hold_refusal is not None:
-                    await self._end(State.FAILED, self._first_hold_refusal)
-                elif self._cancel_reason is not None:
-                    await self._end(State.CANCELLED, self._cancel_reason)
-                else:
-                    await self._end(State.FAILED, Messages.NOT_STARTED)
-                return await self._finish()
+        # 1. The first seats come with the start (update-with-start).
+        if not await self._wait_for_first_hold():
+            return await self._finish()
 
         # 2. Hold the seats until the customer pays, lets go, or the hold runs out.
         payment_code = await self._hold_until_payment()
@@ -175,6 +157,32 @@ class BookingWorkflow:
         # Sold seats are protected by the database now; the Redis holds have done their job.
         await self._release(self._seats)
         return await self._finish()
+
+    # --- 1. The first hold --------------------------------------------------------------
+
+    async def _wait_for_first_hold(self) -> bool:
+        """True once the first seats are held. If they could not be held, or the customer let the
+        order go first, or none came within the hold, the booking ends here; how it ended is
+        still recorded, for a customer who is following the order by its id."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(
+                lambda: (
+                    self._state is not State.CREATED
+                    or self._first_hold_refusal is not None
+                    or self._cancel_reason is not None
+                ),
+                timeout=self._hold_duration,
+            )
+        async with self._lock:  # a first hold still running decides before we do
+            if self._state is not State.CREATED:
+                return True
+            if self._first_hold_refusal is not None:
+                await self._end(State.FAILED, self._first_hold_refusal)
+            elif self._cancel_reason is not None:
+                await self._end(State.CANCELLED, self._cancel_reason)
+            else:
+                await self._end(State.FAILED, Messages.NOT_STARTED)
+            return False
 
     # --- 2. The hold --------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from datetime import timedelta
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -53,8 +53,9 @@ HOLD = timedelta(minutes=15)
 SANDBOX = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("mutmut"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def env() -> AsyncIterator[WorkflowEnvironment]:
+    # A server per test (it starts in ~0.1 s): one test's timers and clock never touch another's.
     environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
     yield environment
     await environment.shutdown()
@@ -68,9 +69,9 @@ class StoreDown(Exception):
 class FakeStores:
     """Redis holds, the order rows and the gateway, in memory.
 
-    Faults: a store in ``down`` fails every activity that touches it; an activity in
-    ``lose_answers`` does its work, then fails as if its answer were lost; an activity in
-    ``paused`` waits, once started, until the test resumes it.
+    Faults: an activity in ``failing`` fails at once, as when its store is out of reach; one in
+    ``lose_answers`` does its work, then fails as if its answer were lost; one in ``paused``
+    waits, once started, until the test resumes it.
     """
 
     holds: dict[str, str] = field(default_factory=dict)  # seat -> order id
@@ -85,7 +86,7 @@ class FakeStores:
     sell_during_payment: set[str] = field(default_factory=set)  # sold by another order meanwhile
     lose_holds_before_payment: bool = False
     unblock: asyncio.Event = field(default_factory=asyncio.Event)
-    down: set[str] = field(default_factory=set)  # "redis", "postgres"
+    failing: set[str] = field(default_factory=set)
     lose_answers: set[str] = field(default_factory=set)
     paused: dict[str, asyncio.Event] = field(default_factory=dict)
     started: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -99,13 +100,13 @@ class FakeStores:
     def resume(self, name: str) -> None:
         self.paused.pop(name).set()
 
-    async def _enter(self, name: str, *stores: str) -> None:
+    async def _enter(self, name: str) -> None:
         self.calls.append(name)
         if name in self.paused:
             self.started[name].set()
             await self.paused[name].wait()
-        if reached := self.down.intersection(stores):
-            raise StoreDown(f"{', '.join(sorted(reached))} unreachable")
+        if name in self.failing:
+            raise StoreDown(f"{name}: the store is out of reach")
 
     def _leave(self, name: str) -> None:
         if name in self.lose_answers:
@@ -116,7 +117,7 @@ class FakeStores:
 
         @activity.defn(name=Activities.HOLD_SEATS)
         async def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
-            await stores._enter(Activities.HOLD_SEATS, "redis", "postgres")
+            await stores._enter(Activities.HOLD_SEATS)
             stores.hold_requests.append(request)
             order = request.record.order_id
             if unknown := [s for s in request.record.seats if s in stores.unknown]:
@@ -137,7 +138,7 @@ class FakeStores:
 
         @activity.defn(name=Activities.RELEASE_SEATS)
         async def release_seats(request: ReleaseSeatsInput) -> int:
-            await stores._enter(Activities.RELEASE_SEATS, "redis", *(["postgres"] if request.record else []))
+            await stores._enter(Activities.RELEASE_SEATS)
             mine = [s for s in request.seats if stores.holds.get(s) == request.order_id]
             for seat in mine:
                 del stores.holds[seat]
@@ -147,14 +148,14 @@ class FakeStores:
 
         @activity.defn(name=Activities.RECORD_ORDER)
         async def record_order(record: OrderRecord) -> bool:
-            await stores._enter(Activities.RECORD_ORDER, "postgres")
+            await stores._enter(Activities.RECORD_ORDER)
             stores.records.append(record)
             stores._leave(Activities.RECORD_ORDER)
             return True
 
         @activity.defn(name=Activities.CONFIRM_BOOKING)
         async def confirm_booking(record: OrderRecord) -> None:
-            await stores._enter(Activities.CONFIRM_BOOKING, "postgres")
+            await stores._enter(Activities.CONFIRM_BOOKING)
             if refused := [s for s in record.seats if s in stores.sold]:
                 raise ApplicationError(
                     "sold", refused, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
@@ -164,7 +165,7 @@ class FakeStores:
 
         @activity.defn(name=Activities.REFUND_PAYMENT)
         async def refund_payment(order_id: str) -> int:
-            await stores._enter(Activities.REFUND_PAYMENT, "postgres")
+            await stores._enter(Activities.REFUND_PAYMENT)
             refunded = int(order_id in stores.charged)
             stores.charged.discard(order_id)
             return refunded
@@ -226,7 +227,9 @@ async def world(env: WorkflowEnvironment) -> AsyncIterator[tuple[WorkflowEnviron
         yield env, stores, task_queue
 
 
-async def start(world, *, payment_timeout: float = 10, attempts: int = 3, max_changes: int = 20) -> WorkflowHandle:  # type: ignore[no-untyped-def]
+async def start(  # type: ignore[no-untyped-def]
+    world, *, payment_timeout: float = 10, attempts: int = 3, max_changes: int = 20
+) -> WorkflowHandle:
     env, _, task_queue = world
     order_id = f"ord-{uuid.uuid4().hex[:20]}"
     return await env.client.start_workflow(
@@ -373,18 +376,62 @@ async def test_seats_lost_before_payment_fail_the_order_before_any_charge(world)
     assert stores.payment_attempts == []
 
 
-async def test_a_first_hold_on_taken_seats_fails_and_leaves_nothing(world):
-    _env, stores, _task_queue = world
+async def test_a_refused_first_hold_ends_the_booking_at_once_holding_nothing(world):
+    _, stores, _ = world
     stores.holds["9A"] = "ord-another"
+    handle = await start(world)
 
     with pytest.raises(WorkflowUpdateFailedError) as raised:
-        await book(world, ["9A", "9B"])
+        await handle.execute_update(BookingWorkflow.hold_seats, SeatSelection(seats=["9A", "9B"]))
+    result = await handle.result()
 
     error = update_error(raised)
-    assert error.type == ErrorType.INVALID_SEATS
-    assert error.message == "Seat 9A is no longer available"
+    assert (error.type, error.message, error.details) == (
+        ErrorType.INVALID_SEATS,
+        "Seat 9A is no longer available",
+        (["9A"],),
+    )
     assert stores.holds == {"9A": "ord-another"}
-    assert stores.records == []
+    assert (result.state, result.seats, result.last_error) == (State.FAILED, ["9A", "9B"], error.message)
+    assert stores.states() == [State.FAILED]
+    started = (await handle.describe()).start_time
+    assert stores.last.at - started < timedelta(seconds=1), "not after waiting out the hold"
+
+
+async def test_a_first_hold_of_seats_not_on_the_flight_is_refused_as_unknown(world):
+    _, stores, _ = world
+    stores.unknown = {"99Z"}
+    handle = await start(world)
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await handle.execute_update(BookingWorkflow.hold_seats, SeatSelection(seats=["1A", "99Z"]))
+
+    error = update_error(raised)
+    assert (error.type, error.message, error.details) == (ErrorType.UNKNOWN_SEATS, "unknown", (["99Z"],))
+    assert (await handle.result()).state == State.FAILED
+
+
+async def test_no_first_hold_within_the_hold_ends_the_booking_as_not_started(world):
+    _, stores, _ = world
+    handle = await start(world)
+
+    result = await handle.result()
+
+    assert (result.state, result.last_error) == (State.FAILED, Messages.NOT_STARTED)
+    assert stores.states() == [State.FAILED]
+    started = (await handle.describe()).start_time
+    assert abs(stores.last.at - started - HOLD) < timedelta(seconds=1)
+
+
+async def test_a_cancel_before_the_first_hold_ends_the_booking_as_cancelled(world):
+    _, stores, _ = world
+    handle = await start(world)
+
+    await handle.signal(BookingWorkflow.cancel, CancelRequest())
+    result = await handle.result()
+
+    assert (result.state, result.last_error) == (State.CANCELLED, Messages.CANCELLED_BY_CUSTOMER)
+    assert stores.states() == [State.CANCELLED]
 
 
 @pytest.mark.parametrize(
@@ -457,3 +504,233 @@ async def test_the_query_agrees_with_the_last_record(world):
         last.hold_expires_at,
         last.version,
     )
+
+
+# --- The lock: a seat change runs to its end before anything else acts on the seats --------
+
+
+async def test_a_cancel_during_a_seat_change_waits_for_it_then_releases_every_seat(world):
+    _, stores, _ = world
+    booking = await book(world, ["7A", "7B"])
+    stores.pause(Activities.HOLD_SEATS)
+    change = asyncio.create_task(booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B", "8C"])))
+    await stores.wait_until_started(Activities.HOLD_SEATS)
+
+    await booking.handle.signal(BookingWorkflow.cancel, CancelRequest())
+    stores.resume(Activities.HOLD_SEATS)
+    changed = await change
+    result = await booking.handle.result()
+
+    assert changed.seats == ["7B", "8C"]
+    assert result.state == State.CANCELLED
+    assert stores.holds == {}, "8C, taken by the change, was released too"
+    assert stores.states() == [State.SEATS_RESERVED, State.SEATS_RESERVED, State.CANCELLED]
+
+
+async def test_the_hold_running_out_during_a_seat_change_waits_for_its_new_deadline(world):
+    env, stores, _ = world
+    booking = await book(world, ["7A", "7B"])
+    await env.sleep(HOLD - timedelta(seconds=1))
+    stores.pause(Activities.HOLD_SEATS)
+    change = asyncio.create_task(booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B", "8C"])))
+    await stores.wait_until_started(Activities.HOLD_SEATS)
+
+    await env.sleep(timedelta(seconds=2))  # the first deadline passes while the change runs
+    stores.resume(Activities.HOLD_SEATS)
+    changed = await change
+    status = await booking.status()
+
+    assert changed.hold_expires_at > booking.first.hold_expires_at + timedelta(minutes=14)
+    assert (status.state, status.seats) == (State.SEATS_RESERVED, ["7B", "8C"])
+    assert State.EXPIRED not in stores.states()
+    assert stores.holds == {"7B": changed.order_id, "8C": changed.order_id}
+
+
+async def test_a_payment_during_a_seat_change_pays_for_the_new_seats(world):
+    _, stores, _ = world
+    booking = await book(world, ["7A", "7B"])
+    stores.pause(Activities.HOLD_SEATS)
+    change = asyncio.create_task(booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B", "8C"])))
+    await stores.wait_until_started(Activities.HOLD_SEATS)
+
+    paying = asyncio.create_task(booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000")))
+    await asyncio.sleep(0.5)  # the payment reaches the workflow, and waits for the lock
+    stores.resume(Activities.HOLD_SEATS)
+    await change
+    await paying
+    result = await booking.handle.result()
+
+    assert result.state == State.CONFIRMED
+    assert stores.sold == {"7B", "8C"}
+    assert stores.states() == [
+        State.SEATS_RESERVED,
+        State.SEATS_RESERVED,
+        State.PAYMENT_PENDING,
+        State.PAYMENT_PROCESSING,
+        State.CONFIRMED,
+    ]
+
+
+async def test_an_update_still_running_when_the_booking_ends_gets_its_answer(world):
+    env, stores, _ = world
+    handle = await start(world)
+    stores.pause(Activities.RECORD_ORDER)
+    await env.sleep(HOLD + timedelta(seconds=1))  # no first hold came: the booking ends...
+    await stores.wait_until_started(Activities.RECORD_ORDER)
+
+    late = await handle.start_update(  # ...while a late first hold arrives, and waits for the lock
+        BookingWorkflow.hold_seats, SeatSelection(["1A"]), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
+    stores.resume(Activities.RECORD_ORDER)
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await late.result()
+
+    error = update_error(raised)
+    assert (error.type, error.message) == (
+        ErrorType.ORDER_NOT_EDITABLE,
+        "The order is failed: it can no longer be changed",
+    )
+    assert (await handle.result()).state == State.FAILED
+    assert stores.holds == {}
+
+
+# --- Validators refuse before anything reaches history ----------------------------------------
+
+
+def accepted_updates(history) -> int:  # type: ignore[no-untyped-def]
+    accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    return sum(event.event_type == accepted for event in history.events)
+
+
+async def test_a_seat_change_while_paying_is_refused_before_it_reaches_history(world):
+    _, stores, _ = world
+    stores.payment = "block"
+    booking = await book(world, ["5A"])
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(BookingWorkflow.hold_seats, SeatSelection(seats=["5B"]))
+
+    assert update_error(raised).type == ErrorType.ORDER_NOT_EDITABLE
+    assert accepted_updates(await booking.handle.fetch_history()) == 2, "the first hold and the payment"
+    stores.unblock.set()
+    assert (await booking.handle.result()).state == State.CONFIRMED
+
+
+# --- The seat-change cap ---------------------------------------------------------------------
+
+
+async def test_seat_changes_are_capped_and_the_refusal_says_why(world):
+    _, stores, _ = world
+    stores.holds["2C"] = "ord-another"
+    booking = await book(world, ["2A"], max_changes=2)
+    with pytest.raises(WorkflowUpdateFailedError):  # refused (taken), and still a change
+        await booking.update(BookingWorkflow.hold_seats, SeatSelection(["2C"]))
+    await booking.update(BookingWorkflow.hold_seats, SeatSelection(["2B"]))
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(BookingWorkflow.hold_seats, SeatSelection(["2D"]))
+
+    error = update_error(raised)
+    assert (error.type, error.message) == (ErrorType.TOO_MANY_CHANGES, Messages.too_many_changes(2))
+    assert accepted_updates(await booking.handle.fetch_history()) == 3
+    status = await booking.status()
+    assert (status.state, status.seats) == (State.SEATS_RESERVED, ["2B"])
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    assert (await booking.handle.result()).state == State.CONFIRMED, "paying is still allowed"
+
+
+# --- Handlers give up on an unreachable store, and undo what they may have done ---------------
+
+
+async def test_a_seat_change_the_store_never_confirms_is_undone_and_refused(world):
+    _, stores, _ = world
+    booking = await book(world, ["7A", "7B"])
+    stores.lose_answers = {Activities.HOLD_SEATS}  # 8C is taken, 7A released, then no answer
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B", "8C"]))
+
+    error = update_error(raised)
+    assert (error.type, error.message) == (ErrorType.STORE_UNAVAILABLE, Messages.STORE_UNAVAILABLE)
+    assert stores.calls.count(Activities.HOLD_SEATS) == 1 + 3, "the first hold, then three tries"
+    assert "8C" not in stores.holds, "what the change took is let go"
+    status = await booking.status()
+    assert (status.seats, status.hold_expires_at) == (["7A", "7B"], booking.first.hold_expires_at)
+    last = stores.last
+    assert (last.state, last.seats, last.hold_expires_at) == (
+        State.SEATS_RESERVED,
+        ["7A", "7B"],
+        booking.first.hold_expires_at,
+    ), "the row is put back as it was"
+    assert last.version == status.version > stores.records[-2].version
+    stores.lose_answers.clear()
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    assert (await booking.handle.result()).state == State.CONFIRMED
+
+
+async def test_an_outage_during_a_seat_change_never_blocks_the_expiry(world):
+    _, stores, _ = world
+    booking = await book(world, ["7A"])
+    stores.lose_answers = {Activities.HOLD_SEATS}
+    stores.failing = {Activities.RELEASE_SEATS}  # the undo fails too
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(BookingWorkflow.hold_seats, SeatSelection(["7A", "8C"]))
+    assert update_error(raised).type == ErrorType.STORE_UNAVAILABLE
+    assert stores.holds == {"7A": booking.first.order_id, "8C": booking.first.order_id}
+    stores.failing.clear()
+    result = await booking.handle.result()
+
+    assert result.state == State.EXPIRED
+    assert stores.holds == {}, "the seat the failed change took is let go with the others"
+    assert abs(stores.last.at - booking.first.hold_expires_at) < timedelta(seconds=1)
+
+
+async def test_a_payment_the_store_never_confirms_is_undone_and_can_be_sent_again(world):
+    _, stores, _ = world
+    booking = await book(world, ["3A"])
+    stores.lose_answers = {Activities.RECORD_ORDER}
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+
+    assert update_error(raised).type == ErrorType.STORE_UNAVAILABLE
+    assert stores.calls.count(Activities.RECORD_ORDER) == 3
+    assert stores.states()[-1] == State.SEATS_RESERVED, "the row is put back as it was"
+    assert (await booking.status()).state == State.SEATS_RESERVED
+    assert stores.payment_attempts == []
+    stores.lose_answers.clear()
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    assert (await booking.handle.result()).state == State.CONFIRMED
+
+
+# --- The saga: compensation registered before the step ----------------------------------------
+
+
+async def test_a_charge_whose_answer_was_lost_is_refunded_when_the_payment_fails(world):
+    _, stores, _ = world
+    stores.payment = "charge-then-hang-then-decline"
+    booking = await book(world, ["4B"], payment_timeout=0.5)
+
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("12345"))
+    result = await booking.handle.result()
+
+    assert result.state == State.FAILED
+    assert [attempt for attempt, _ in stores.payment_attempts] == [1, 2, 3]
+    assert stores.charged == set(), "the charge of attempt 1 was refunded"
+    compensations = [c for c in stores.calls if c in (Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS)]
+    assert compensations == [Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS]
+    assert stores.holds == {}
+
+
+async def test_the_holds_cover_the_hold_then_the_whole_payment_window(world):
+    _, stores, _ = world
+    booking = await book(world, ["4C"])
+
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    await booking.handle.result()
+
+    # 15 min + the 60 s margin; then 3 attempts x 10 s + backoffs 1 s and 1.5 s + the margin.
+    assert [r.ttl_seconds for r in stores.hold_requests] == [960, 3 * 10 + 1 + 1.5 + 60]
+    assert stores.hold_requests[1].release == []
