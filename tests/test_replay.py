@@ -18,6 +18,7 @@ from temporalio.worker import Replayer
 
 from temporal_worker.shared import Activities
 from temporal_worker.workflows import REFUND_BEFORE_PAYMENT, BookingWorkflow
+from tests.test_workflow import SANDBOX
 
 FOLDER = Path(__file__).parent / "histories"
 HISTORIES = sorted(FOLDER.glob("*.json"))
@@ -69,7 +70,7 @@ def test_every_path_started_with_update_with_start():
 async def test_a_recorded_history_replays(path: Path):
     history = load(path.stem)
 
-    replayer = Replayer(workflows=[BookingWorkflow])
+    replayer = Replayer(workflows=[BookingWorkflow], workflow_runner=SANDBOX)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
 
     assert result.replay_failure is None
