@@ -7,13 +7,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install lint format bench chaos screenshots superuser worker system-packages clean
+.PHONY: run test mutate install lint format bench chaos screenshots superuser worker system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
 
 test: $(STAMP) system-packages ## Run the whole test suite against real services
 	$(BIN)/python -m devstack test $(ARGS)
+
+mutate: $(STAMP) ## Mutation testing of the workflow and the seat holds; prints the score (docs/TESTING.md)
+	$(BIN)/python -m devstack.mutate $(ARGS)
 
 $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -56,4 +59,4 @@ worker: $(STAMP) ## Run only a worker against the `make run` services
 	set -a && . ./.data/stack.env && set +a && $(BIN)/python manage.py runworker
 
 clean:
-	rm -rf .data staticfiles .pytest_cache .ruff_cache .mypy_cache
+	rm -rf .data staticfiles .pytest_cache .ruff_cache .mypy_cache mutants

@@ -155,6 +155,8 @@ if PAYMENT_LATENCY_MAX < PAYMENT_LATENCY_MIN:
         "expected a duration no shorter than PAYMENT_LATENCY_MIN"
     )
 MAX_SEATS_PER_ORDER = env.integer("MAX_SEATS_PER_ORDER", 9, minimum=1, maximum=50)
+# Each seat change resets the hold and adds history: a cap keeps both bounded.
+MAX_SEAT_CHANGES = env.integer("MAX_SEAT_CHANGES", 20, minimum=0, maximum=100)
 
 # --- Security ------------------------------------------------------------------------------
 # HTTPS=true when the site is served over TLS (directly or behind a proxy that sets

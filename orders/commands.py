@@ -88,6 +88,7 @@ def booking_input(*, order_id: str, flight_id: str) -> BookingInput:
         hold_ttl_margin_seconds=settings.SEAT_HOLD_TTL_MARGIN.total_seconds(),
         payment_timeout_seconds=settings.PAYMENT_VALIDATION_TIMEOUT.total_seconds(),
         payment_max_attempts=settings.PAYMENT_MAX_RETRIES,
+        max_seat_changes=settings.MAX_SEAT_CHANGES,
     )
 
 

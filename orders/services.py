@@ -96,9 +96,15 @@ def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[
     return []
 
 
-def release_seats(*, order_id: str, flight_id: str, seats: list[str]) -> int:
-    """Release the seats this order still holds. Idempotent; never touches another's hold."""
-    return holds.release(flight_id=flight_id, seats=seats, order_id=order_id)
+def release_seats(
+    *, order_id: str, flight_id: str, seats: list[str], record: OrderRecord | None = None
+) -> int:
+    """Release the seats this order still holds, then record ``record`` if given (how the workflow
+    undoes a seat change the stores did not confirm). Idempotent; never touches another's hold."""
+    released = holds.release(flight_id=flight_id, seats=seats, order_id=order_id)
+    if record is not None:
+        record_order(record=record)
+    return released
 
 
 def confirm_booking(*, record: OrderRecord) -> None:

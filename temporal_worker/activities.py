@@ -80,9 +80,10 @@ def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
 @activity.defn(name=Activities.RELEASE_SEATS)
 @_with_database
 def release_seats(request: ReleaseSeatsInput) -> int:
-    """Release what the order still holds; never another order's hold. Idempotent."""
+    """Release what the order still holds (never another order's hold), then record the order if
+    asked. Idempotent."""
     released = order_services.release_seats(
-        order_id=request.order_id, flight_id=request.flight_id, seats=request.seats
+        order_id=request.order_id, flight_id=request.flight_id, seats=request.seats, record=request.record
     )
     logger.info("released %d seat holds", released, extra={"order_id": request.order_id})
     return released

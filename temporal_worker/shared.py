@@ -59,6 +59,9 @@ class ErrorType:
     SEAT_ALREADY_BOOKED = "SEAT_ALREADY_BOOKED"  # the (flight, seat) constraint refused a sale
     TOO_MANY_CHANGES = "TOO_MANY_CHANGES"  # the seat-change limit of one order is reached
     ORDER_PENDING = "ORDER_PENDING"  # its creation is still being confirmed: nothing to change yet
+    # A seat change, a payment or a first hold that the stores (Redis, PostgreSQL) did not confirm
+    # in time: nothing was changed. Not the customer's doing: the web answers it with a 503.
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 
 class Messages:
@@ -74,6 +77,14 @@ class Messages:
     RELEASED_BY_OPERATOR = "An operator released this hold. Your seats have been released."
     STOPPED = "This booking was stopped before it could finish. Your seats have been released."
     NOT_STARTED = "Your seats could not be held in time. Nothing was held; please choose them again."
+    STORE_UNAVAILABLE = "Nothing was changed: our seat store did not answer in time. Please try again."
+
+    @staticmethod
+    def too_many_changes(limit: int) -> str:
+        return (
+            f"The seats of an order can be changed {limit} times at most. "
+            "Pay for these seats, or cancel this order and start a new one."
+        )
 
     @staticmethod
     def seats_unavailable(seats: list[str]) -> str:
@@ -121,6 +132,9 @@ class BookingInput:
     hold_ttl_margin_seconds: float
     payment_timeout_seconds: float
     payment_max_attempts: int
+    # Each seat change adds history and resets the hold: a cap keeps both bounded. The default
+    # lets histories recorded before the cap existed still load.
+    max_seat_changes: int = 20
 
 
 @dataclass
@@ -187,9 +201,12 @@ class HoldSeatsResult:
 
 @dataclass
 class ReleaseSeatsInput:
+    """Release ``seats`` (those the order still holds), then write ``record`` if there is one."""
+
     order_id: str
     flight_id: str
     seats: list[str]
+    record: OrderRecord | None = None
 
 
 @dataclass

@@ -6,16 +6,20 @@
                 EXPIRED        CANCELLED (customer or operator)        FAILED
 
 1. The first seats arrive with the start of the workflow (update-with-start): the HTTP request
-   learns at once whether they could be held and until when.
+   learns at once whether they could be held and until when. A first hold that fails ends the
+   booking at once.
 2. The hold: a durable timer to an absolute deadline. A seat change (a Workflow Update) holds the
-   new seats, releases the dropped ones and moves the deadline back to the full hold. The
-   deadline passing, or a cancel signal, releases every seat.
+   new seats, releases the dropped ones and moves the deadline back to the full hold, at most
+   ``max_seat_changes`` times. The deadline passing, or a cancel signal, releases every seat.
 3. Payment (an Update that answers at once): the holds are extended over the whole payment
-   window, then the gateway is tried with Temporal's retry policy (10 s per attempt, 3 attempts,
-   backoff 1 s x1.5 up to 5 s).
+   window, then the gateway is tried with Temporal's retry policy (``PAYMENT_RETRY``).
 4. Confirmation writes the sold seats under PostgreSQL's (flight, seat) unique constraint.
-   Whatever fails after a step took something runs that step's compensation (the saga): the
-   payment is refunded, the seats released.
+   Each step that takes something registers its compensation *before* it runs (the saga): the
+   payment is refunded, the seats released, whatever fails afterwards.
+
+Updates and the main loop take turns on one lock. Handlers run while a caller waits, so their
+store writes give up after a few tries and undo what they may have done (the caller is told
+nothing changed); only the main loop waits out an outage.
 
 Deterministic by construction: no I/O, no clock but ``workflow.now()``, no randomness and no
 Django here. Every side effect is an activity, called by name (see ``shared.Activities``).
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,32 +58,47 @@ from temporal_worker.shared import (
     editable_refusal,
 )
 
-# Bookkeeping activities (Redis, PostgreSQL) retry until the store is back: a booking waits
-# out an outage instead of failing. Only errors that no retry can fix stop them.
+# Bookkeeping activities (Redis, PostgreSQL) of the main loop retry until the store is back: a
+# booking waits out an outage instead of failing. Only errors that no retry can fix stop them.
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=[ErrorType.UNKNOWN_SEATS, ErrorType.SEAT_ALREADY_BOOKED],
 )
+# An update handler holds the lock while its caller waits: its writes give up after a few tries,
+# so that expiry and cancellation never wait behind an outage (samples-python
+# safe_message_handlers does the same).
+HANDLER_STORE_RETRY = dataclasses.replace(STORE_RETRY, maximum_attempts=3)
+
+# The PRD's payment retries: 1 s, then x1.5 per attempt, at most 5 s. The number of attempts is
+# the booking's own (``BookingInput.payment_max_attempts``).
+PAYMENT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=5),
+)
+
+# workflow.patched ids: each names a change to the commands the workflow issues (see
+# docs/ARCHITECTURE.md, "Changing the workflow safely").
+REFUND_BEFORE_PAYMENT = "refund-registered-before-payment"
 
 
-async def call_store(activity: str, arg: Any, *, result_type: type | None = None) -> Any:
-    """Run a bookkeeping activity (Redis, PostgreSQL): 10 s per try, retried until it works."""
+async def call_store(
+    activity: str, arg: Any, *, result_type: type | None = None, retry_policy: RetryPolicy = STORE_RETRY
+) -> Any:
+    """Run a bookkeeping activity (Redis, PostgreSQL): 10 s per try, retried by ``retry_policy``."""
     return await workflow.execute_activity(
         activity,
         arg,
         result_type=result_type,
         start_to_close_timeout=timedelta(seconds=10),
-        retry_policy=STORE_RETRY,
+        retry_policy=retry_policy,
     )
 
 
-# The payment retry policy of the PRD, in seconds: 1 s, then x1.5 per attempt, at most 5 s.
-PAYMENT_BACKOFF = {"initial": 1.0, "coefficient": 1.5, "maximum": 5.0}
-
-
 class Saga:
-    """Compensations registered as steps take something, run in reverse when the booking fails."""
+    """Compensations registered before the steps that take something, run in reverse when the
+    booking fails. Each is idempotent: it undoes only what its step really did."""
 
     def __init__(self) -> None:
         self._compensations: list[Callable[[], Awaitable[None]]] = []
@@ -90,6 +111,10 @@ class Saga:
             await self._compensations.pop()()
 
 
+# Writes a new version of the order to the stores; raises when they refused it or gave up.
+Write = Callable[[OrderRecord, RetryPolicy], Awaitable[None]]
+
+
 @workflow.defn
 class BookingWorkflow:
     @workflow.init
@@ -100,10 +125,11 @@ class BookingWorkflow:
         self._hold_expires_at: datetime | None = None
         self._payment_attempts = 0
         self._last_error = ""
-        self._version = 0  # bumped on every recorded transition; the row ignores older ones
+        self._version = 0  # of the last write; the order's row ignores older ones
+        self._seat_changes = 0
         self._payment_code: str | None = None
         self._cancel_reason: str | None = None
-        self._first_hold_refused = False
+        self._first_hold_refusal: str | None = None
         self._saga = Saga()
         # Updates and the main loop take turns: a seat change runs to its end before the
         # timer, a payment or a cancellation can act on the seats.
@@ -111,34 +137,19 @@ class BookingWorkflow:
 
     @workflow.run
     async def run(self, booking: BookingInput) -> BookingStatus:
-        # 1. The first seats come with the start. If they could not be held, or the customer
-        #    let the order go first, the booking ends here having held nothing; how it ended is
-        #    still recorded, for a customer who is following the order by its id.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await workflow.wait_condition(
-                lambda: (
-                    self._state is not State.CREATED
-                    or self._first_hold_refused
-                    or self._cancel_reason is not None
-                ),
-                timeout=self._hold_duration,
-            )
-        async with self._lock:  # a first hold still running decides before we do
-            if self._state is State.CREATED:
-                if self._cancel_reason is not None and not self._first_hold_refused:
-                    await self._end(State.CANCELLED, self._cancel_reason)
-                else:
-                    await self._end(State.FAILED, self._last_error or Messages.NOT_STARTED)
-                return await self._finish()
+        # 1. The first seats come with the start (update-with-start).
+        if not await self._wait_for_first_hold():
+            return await self._finish()
 
         # 2. Hold the seats until the customer pays, lets go, or the hold runs out.
-        if not await self._hold_until_payment():
+        payment_code = await self._hold_until_payment()
+        if payment_code is None:
             return await self._finish()
 
         # 3 and 4. Pay, then confirm; any failure runs the saga's compensations.
         try:
             await self._extend_holds_over_payment()
-            await self._validate_payment()
+            await self._validate_payment(payment_code)
             await self._confirm()
         except BookingFailed as failure:
             await self._end(State.FAILED, failure.message)
@@ -147,89 +158,97 @@ class BookingWorkflow:
         await self._release(self._seats)
         return await self._finish()
 
+    # --- 1. The first hold --------------------------------------------------------------
+
+    async def _wait_for_first_hold(self) -> bool:
+        """True once the first seats are held. If they could not be held, or the customer let the
+        order go first, or none came within the hold, the booking ends here; how it ended is
+        still recorded, for a customer who is following the order by its id."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(
+                lambda: (
+                    self._state is not State.CREATED
+                    or self._first_hold_refusal is not None
+                    or self._cancel_reason is not None
+                ),
+                timeout=self._hold_duration,
+            )
+        async with self._lock:  # a first hold still running decides before we do
+            if self._state is not State.CREATED:
+                return True
+            if self._first_hold_refusal is not None:
+                await self._end(State.FAILED, self._first_hold_refusal)
+            elif self._cancel_reason is not None:
+                await self._end(State.CANCELLED, self._cancel_reason)
+            else:
+                await self._end(State.FAILED, Messages.NOT_STARTED)
+            return False
+
     # --- 2. The hold --------------------------------------------------------------------
 
-    async def _hold_until_payment(self) -> bool:
-        """Wait for the payment, a cancellation or the deadline; True when payment was submitted."""
+    async def _hold_until_payment(self) -> str | None:
+        """Wait for the payment, a cancellation or the deadline: the payment code once one was
+        accepted, None when the booking ended."""
         while True:
-            deadline = self._hold_expires_at
-            assert deadline is not None
-            remaining = deadline - workflow.now()
-            if remaining > timedelta(0):
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await workflow.wait_condition(
-                        lambda deadline=deadline: (  # type: ignore[misc]
-                            self._state is not State.SEATS_RESERVED
-                            or self._cancel_reason is not None
-                            or self._hold_expires_at != deadline
-                        ),
-                        timeout=remaining,
-                    )
             async with self._lock:
-                if self._state is not State.SEATS_RESERVED:
-                    return True  # submit_payment moved the order on
+                if self._payment_code is not None:
+                    return self._payment_code
                 if self._cancel_reason is not None:
                     await self._end(State.CANCELLED, self._cancel_reason)
-                    return False
-                if self._hold_expired():
+                    return None
+                deadline = self._live_deadline()
+                if deadline is None:
                     await self._end(State.EXPIRED, Messages.EXPIRED)
-                    return False
-                # Otherwise a seat change moved the deadline: wait again.
+                    return None
+            await self._wait_for_news(deadline)
+
+    async def _wait_for_news(self, deadline: datetime) -> None:
+        """Until a payment or a cancellation comes, a seat change moves the deadline, or it passes."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(
+                lambda: (
+                    self._payment_code is not None
+                    or self._cancel_reason is not None
+                    or self._hold_expires_at != deadline
+                ),
+                timeout=deadline - workflow.now(),
+            )
 
     @workflow.update
     async def hold_seats(self, selection: SeatSelection) -> BookingStatus:
         """Hold exactly these seats: new ones taken, dropped ones released, the timer reset."""
         async with self._lock:
-            self._ensure_editable()
+            self._ensure_seats_changeable()
             seats = list(selection.seats)
-            now = workflow.now()
-            deadline = now + self._hold_duration
-            version = self._version + 1
-            record = self._record_of(
-                State.SEATS_RESERVED, version=version, seats=seats, hold_expires_at=deadline
-            )
+            if self._state is State.CREATED:
+                # Before the step: whatever a first hold took is let go if the booking fails.
+                self._saga.add(self._release_held_seats)
+            else:
+                self._seat_changes += 1
             try:
-                result = await call_store(
-                    Activities.HOLD_SEATS,
-                    HoldSeatsInput(
-                        record=record,
-                        ttl_seconds=(self._hold_duration + self._ttl_margin).total_seconds(),
+                await self._transition(
+                    State.SEATS_RESERVED,
+                    seats=seats,
+                    hold_expires_at=workflow.now() + self._hold_duration,
+                    write=self._holding(
+                        self._hold_duration + self._ttl_margin,
                         release=[seat for seat in self._seats if seat not in seats],
                     ),
-                    result_type=HoldSeatsResult,
+                    retry_policy=HANDLER_STORE_RETRY,
                 )
-            except ActivityError as error:
-                raise self._refuse_hold(seats, _as_application_error(error)) from error
-            if result.taken:
-                raise self._refuse_hold(
-                    seats,
-                    ApplicationError(
-                        Messages.seats_unavailable(result.taken),
-                        result.taken,
-                        type=ErrorType.INVALID_SEATS,
-                    ),
-                )
-            if self._state is State.CREATED:
-                self._saga.add(self._release_held_seats)
-            self._state, self._seats, self._hold_expires_at, self._version = (
-                State.SEATS_RESERVED,
-                seats,
-                deadline,
-                version,
-            )
+            except (ApplicationError, ActivityError) as error:
+                refusal = _refusal_of(error)
+                if self._state is State.CREATED:
+                    # A first hold that fails ends the booking; its record keeps the seats asked for.
+                    self._seats, self._first_hold_refusal = seats, refusal.message
+                elif refusal.type == ErrorType.STORE_UNAVAILABLE:
+                    await self._undo(added=[seat for seat in seats if seat not in self._seats])
+                raise refusal from error
             return self.get_status()
-
-    def _refuse_hold(self, seats: list[str], refusal: ApplicationError) -> ApplicationError:
-        """A refused first hold ends the booking, holding nothing (its record keeps the seats the
-        customer asked for); a refused change keeps the seats held before it."""
-        if self._state is State.CREATED:
-            self._first_hold_refused = True
-            self._seats, self._last_error = seats, refusal.message
-        return refusal
 
     @hold_seats.validator
     def _validate_hold_seats(self, selection: SeatSelection) -> None:
-        self._ensure_editable()
+        self._ensure_seats_changeable()
         seats = selection.seats
         if not seats:
             raise ApplicationError("Choose at least one seat", type=ErrorType.INVALID_SEATS)
@@ -250,8 +269,14 @@ class BookingWorkflow:
         """Accept a payment code and answer at once; the main loop runs the payment."""
         async with self._lock:
             self._ensure_editable()
+            # The main loop wakes now, and waits for the lock: for this handler's outcome.
             self._payment_code = request.payment_code
-            await self._transition(State.PAYMENT_PENDING)
+            try:
+                await self._transition(State.PAYMENT_PENDING, retry_policy=HANDLER_STORE_RETRY)
+            except ActivityError as error:
+                self._payment_code = None
+                await self._undo(added=[])
+                raise _refusal_of(error) from error
             return self.get_status()
 
     @submit_payment.validator
@@ -266,61 +291,121 @@ class BookingWorkflow:
     async def _extend_holds_over_payment(self) -> None:
         """Hold the seats for the whole payment window, re-taking any hold Redis lost; if
         another order took a seat meanwhile, fail before any money moves."""
-        self._version += 1
-        record = self._record_of(State.PAYMENT_PROCESSING, version=self._version)
-        window = self._payment_window.total_seconds()
-        result = await call_store(
-            Activities.HOLD_SEATS,
-            HoldSeatsInput(record=record, ttl_seconds=window),
-            result_type=HoldSeatsResult,
-        )
-        if result.taken:
-            raise BookingFailed(Messages.seats_unavailable(result.taken))
-        self._state = State.PAYMENT_PROCESSING
+        try:
+            await self._transition(State.PAYMENT_PROCESSING, write=self._holding(self._payment_window))
+        except ApplicationError as taken:
+            raise BookingFailed(taken.message) from taken
 
-    async def _validate_payment(self) -> None:
-        assert self._payment_code is not None
+    async def _validate_payment(self, payment_code: str) -> None:
         attempts = self._booking.payment_max_attempts
+        # An attempt can charge and still fail (its answer lost to the timeout, then declines):
+        # the refund, which refunds only what was approved, is registered before the first one.
+        refund_first = workflow.patched(REFUND_BEFORE_PAYMENT)
+        if refund_first:
+            self._saga.add(self._refund_payment)
         try:
             result = await workflow.execute_activity(
                 Activities.VALIDATE_PAYMENT,
-                PaymentInput(order_id=self._booking.order_id, payment_code=self._payment_code),
+                PaymentInput(order_id=self._booking.order_id, payment_code=payment_code),
                 result_type=PaymentResult,
                 start_to_close_timeout=timedelta(seconds=self._booking.payment_timeout_seconds),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=PAYMENT_BACKOFF["initial"]),
-                    backoff_coefficient=PAYMENT_BACKOFF["coefficient"],
-                    maximum_interval=timedelta(seconds=PAYMENT_BACKOFF["maximum"]),
-                    maximum_attempts=attempts,
-                ),
+                retry_policy=dataclasses.replace(PAYMENT_RETRY, maximum_attempts=attempts),
             )
         except ActivityError as error:
             self._payment_attempts = attempts
             raise BookingFailed(Messages.PAYMENT_FAILED_FINAL.format(attempts=attempts)) from error
         self._payment_attempts = result.attempt
-        self._saga.add(self._refund_payment)
+        if not refund_first:  # bookings that reached payment before the patch
+            self._saga.add(self._refund_payment)
 
     # --- 4. Confirmation ----------------------------------------------------------------
 
     async def _confirm(self) -> None:
         """Write the sold seats and CONFIRMED in one transaction; the constraint may refuse."""
-        version = self._version + 1
+        await self._transition(State.CONFIRMED, last_error="", write=self._selling)
+
+    async def _selling(self, record: OrderRecord, retry_policy: RetryPolicy) -> None:
         try:
-            await call_store(Activities.CONFIRM_BOOKING, self._record_of(State.CONFIRMED, version=version))
+            await call_store(Activities.CONFIRM_BOOKING, record, retry_policy=retry_policy)
         except ActivityError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError) and cause.type == ErrorType.SEAT_ALREADY_BOOKED:
                 raise BookingFailed(Messages.seat_sold_meanwhile(list(cause.details[0]))) from error
             raise
-        self._state, self._version, self._last_error = State.CONFIRMED, version, ""
+
+    # --- The one way the order changes --------------------------------------------------
+
+    async def _transition(
+        self,
+        state: State,
+        *,
+        seats: list[str] | None = None,
+        hold_expires_at: datetime | None = None,
+        last_error: str | None = None,
+        write: Write | None = None,
+        retry_policy: RetryPolicy = STORE_RETRY,
+    ) -> None:
+        """Write the next version of the order to the stores (by ``write``, or recorded as it
+        is), and only once they have it take it as the workflow's own. The version is used up
+        even when the write fails, so that the next one overrides whatever a half-done write left
+        on the order's row."""
+        self._version += 1
+        record = OrderRecord(
+            order_id=self._booking.order_id,
+            flight_id=self._booking.flight_id,
+            version=self._version,
+            state=state,
+            seats=list(self._seats if seats is None else seats),
+            at=workflow.now(),
+            hold_expires_at=self._hold_expires_at if hold_expires_at is None else hold_expires_at,
+            payment_attempts=self._payment_attempts,
+            last_error=self._last_error if last_error is None else last_error,
+        )
+        await (write or self._recording)(record, retry_policy)
+        self._state, self._seats = record.state, record.seats
+        self._hold_expires_at, self._last_error = record.hold_expires_at, record.last_error
+
+    async def _recording(self, record: OrderRecord, retry_policy: RetryPolicy) -> None:
+        await call_store(Activities.RECORD_ORDER, record, retry_policy=retry_policy)
+
+    def _holding(self, ttl: timedelta, *, release: list[str] | None = None) -> Write:
+        """Hold the record's seats for ``ttl`` (all or none), release ``release``, record; raises
+        INVALID_SEATS naming the seats another order has."""
+
+        async def write(record: OrderRecord, retry_policy: RetryPolicy) -> None:
+            hold = HoldSeatsInput(record=record, ttl_seconds=ttl.total_seconds(), release=release or [])
+            result = await call_store(
+                Activities.HOLD_SEATS, hold, result_type=HoldSeatsResult, retry_policy=retry_policy
+            )
+            if result.taken:
+                raise ApplicationError(
+                    Messages.seats_unavailable(result.taken), result.taken, type=ErrorType.INVALID_SEATS
+                )
+
+        return write
+
+    async def _undo(self, *, added: list[str]) -> None:
+        """Put the stores back as they were before a request they did not confirm: the seats it
+        may have taken let go, the order recorded as it still is. Bounded like the request; if
+        the stores stay out of reach, the booking's end lets those seats go (and their TTL)."""
+
+        async def write(record: OrderRecord, retry_policy: RetryPolicy) -> None:
+            release = ReleaseSeatsInput(
+                order_id=record.order_id, flight_id=record.flight_id, seats=added, record=record
+            )
+            await call_store(Activities.RELEASE_SEATS, release, retry_policy=retry_policy)
+
+        try:
+            await self._transition(self._state, write=write, retry_policy=HANDLER_STORE_RETRY)
+        except ActivityError:
+            self._saga.add(functools.partial(self._release, added))
 
     # --- Endings and compensations ------------------------------------------------------
 
     async def _end(self, state: State, message: str) -> None:
         """Undo what the booking took (in reverse), then record how it ended."""
-        self._last_error = message
         await self._saga.compensate()
-        await self._transition(state)
+        await self._transition(state, last_error=message)
 
     async def _release_held_seats(self) -> None:
         await self._release(self._seats)
@@ -354,45 +439,29 @@ class BookingWorkflow:
             version=self._version,
         )
 
-    async def _transition(self, state: State) -> None:
-        self._state = state
-        self._version += 1
-        await call_store(Activities.RECORD_ORDER, self._record_of(state, version=self._version))
-
-    def _record_of(
-        self,
-        state: State,
-        *,
-        version: int,
-        seats: list[str] | None = None,
-        hold_expires_at: datetime | None = None,
-    ) -> OrderRecord:
-        return OrderRecord(
-            order_id=self._booking.order_id,
-            flight_id=self._booking.flight_id,
-            version=version,
-            state=state,
-            seats=list(self._seats if seats is None else seats),
-            at=workflow.now(),
-            hold_expires_at=hold_expires_at or self._hold_expires_at,
-            payment_attempts=self._payment_attempts,
-            last_error=self._last_error,
-        )
-
     def _ensure_editable(self) -> None:
         """Seats and payment can change only while the hold is live (``shared.editable_refusal``)."""
         refusal = editable_refusal(
             state=self._state,
             hold_expires_at=self._hold_expires_at,
             now=workflow.now(),
-            cancelling=self._cancel_reason is not None or self._first_hold_refused,
+            cancelling=self._cancel_reason is not None or self._first_hold_refusal is not None,
         )
         if refusal is not None:
             error_type, message = refusal
             raise ApplicationError(message, self._state.value, type=error_type)
 
-    def _hold_expired(self) -> bool:
-        return self._hold_expires_at is not None and workflow.now() >= self._hold_expires_at
+    def _ensure_seats_changeable(self) -> None:
+        """Editable, and not yet changed ``max_seat_changes`` times (the first hold is no change)."""
+        self._ensure_editable()
+        limit = self._booking.max_seat_changes
+        if self._state is not State.CREATED and self._seat_changes >= limit:
+            raise ApplicationError(Messages.too_many_changes(limit), type=ErrorType.TOO_MANY_CHANGES)
+
+    def _live_deadline(self) -> datetime | None:
+        """When the hold runs out; None once it has."""
+        deadline = self._hold_expires_at
+        return deadline if deadline is not None and workflow.now() < deadline else None
 
     @property
     def _hold_duration(self) -> timedelta:
@@ -406,15 +475,8 @@ class BookingWorkflow:
     def _payment_window(self) -> timedelta:
         """Every attempt's timeout, every backoff between them, and the TTL margin."""
         attempts = self._booking.payment_max_attempts
-        backoff = sum(
-            min(
-                PAYMENT_BACKOFF["initial"] * PAYMENT_BACKOFF["coefficient"] ** n,
-                PAYMENT_BACKOFF["maximum"],
-            )
-            for n in range(attempts - 1)
-        )
-        seconds = attempts * self._booking.payment_timeout_seconds + backoff
-        return timedelta(seconds=seconds) + self._ttl_margin
+        timeouts = attempts * timedelta(seconds=self._booking.payment_timeout_seconds)
+        return timeouts + _backoffs(PAYMENT_RETRY, attempts) + self._ttl_margin
 
 
 class BookingFailed(Exception):
@@ -425,8 +487,20 @@ class BookingFailed(Exception):
         self.message = message
 
 
-def _as_application_error(error: ActivityError) -> ApplicationError:
-    cause = error.cause
-    if isinstance(cause, ApplicationError):
+def _backoffs(policy: RetryPolicy, attempts: int) -> timedelta:
+    """How long Temporal waits between ``attempts`` attempts under ``policy``, in all."""
+    ceiling = policy.maximum_interval or policy.initial_interval
+    retries = range(attempts - 1)
+    return sum(
+        (min(policy.initial_interval * policy.backoff_coefficient**n, ceiling) for n in retries), timedelta(0)
+    )
+
+
+def _refusal_of(error: ApplicationError | ActivityError) -> ApplicationError:
+    """What the caller of a hold or a payment is told when it did not happen: the seats another
+    order has, the seats not on the flight, or (the stores did not answer) STORE_UNAVAILABLE."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    customer_refusals = (ErrorType.INVALID_SEATS, ErrorType.UNKNOWN_SEATS)
+    if isinstance(cause, ApplicationError) and cause.type in customer_refusals:
         return ApplicationError(cause.message, *cause.details, type=cause.type)
-    return ApplicationError(str(cause or error), type="HOLD_FAILED")
+    return ApplicationError(Messages.STORE_UNAVAILABLE, type=ErrorType.STORE_UNAVAILABLE)
