@@ -24,7 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from devstack.__main__ import ROOT, Stack, free_port, log, start_redis
+from devstack.ports import free_port
+from devstack.redis_server import start_redis
+from devstack.supervisor import ROOT, Supervisor, log
 
 MUTMUT = Path(sys.executable).parent / "mutmut"
 
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     data = Path(tempfile.mkdtemp(prefix="booking-mutate-"))
-    stack = Stack()
+    stack = Supervisor()
     try:
         env = dict(os.environ, STACK_MODE="test", DEBUG="true", LOG_FORMAT="text")
         env["REDIS_URL"] = start_redis(stack, data, free_port(), env, persist=False)
