@@ -41,7 +41,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from flights.models import Flight
 from orders import ownership, requests
-from orders.errors import SERVICE_UNAVAILABLE, BookingRefused, ServiceUnavailable, StillConfirming
+from orders.errors import (
+    SERVICE_UNAVAILABLE,
+    SERVICE_UNAVAILABLE_CODE,
+    BookingRefused,
+    ServiceUnavailable,
+    StillConfirming,
+)
 from orders.models import Order, OrderRequest, OrderState, RequestKind, RequestState
 from temporal_worker import client as temporal_client
 from temporal_worker.client import TemporalUnreachable
@@ -305,7 +311,7 @@ def _refusal(error: WorkflowUpdateFailedError) -> BookingRefused:
     if isinstance(cause, ApplicationError) and cause.type in CUSTOMER_REFUSALS:
         seats = cause.details[0] if cause.details and isinstance(cause.details[0], list) else []
         return BookingRefused(cause.type, cause.message, seats=seats)
-    return BookingRefused("SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE)
+    return BookingRefused(SERVICE_UNAVAILABLE_CODE, SERVICE_UNAVAILABLE)
 
 
 def _log_outage(what: str, error: BaseException, order: Order) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 SERVICE_UNAVAILABLE = "The booking service is temporarily unavailable. Please try again in a moment."
+SERVICE_UNAVAILABLE_CODE = "SERVICE_UNAVAILABLE"
 
 
 class BookingRefused(Exception):

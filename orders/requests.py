@@ -32,7 +32,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from orders.errors import BookingRefused, ServiceUnavailable, StillConfirming
+from orders.errors import SERVICE_UNAVAILABLE_CODE, BookingRefused, ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderRequest, RequestKind, RequestState
 from temporal_worker import client as temporal_client
 from temporal_worker.shared import BookingStatus, State
@@ -112,8 +112,12 @@ def claim(
             return earlier
         if earlier.state == RequestState.RUNNING and earlier.lease_until > timezone.now():
             raise KeyInUse
+        if earlier.state == RequestState.LOST:
+            # Nothing happened the first time: this is a new attempt, under a new update id (the
+            # old one's failure is what Temporal would answer again).
+            earlier.update_id = _update_id(kind)
         earlier.state, earlier.lease_until = RequestState.RUNNING, lease_until
-        earlier.save(update_fields=["state", "lease_until", "updated_at"])
+        earlier.save(update_fields=["state", "lease_until", "update_id", "updated_at"])
         return earlier
 
 
@@ -154,7 +158,7 @@ def carry_out(request: OrderRequest, action: Callable[[], BookingStatus]) -> Res
     try:
         status = action()
     except BookingRefused as refusal:
-        _finish(request, RequestState.DONE, {"refused": _refusal_json(refusal)})
+        _finish(request, _state_after(refusal), {"refused": _refusal_json(refusal)})
         return Result(request, refusal=refusal)
     except StillConfirming:
         _finish(request, RequestState.UNKNOWN, None)
@@ -190,9 +194,15 @@ def finish_settled(
     if lost:
         _finish(request, RequestState.LOST, None)
     elif refusal is not None:
-        _finish(request, RequestState.DONE, {"refused": _refusal_json(refusal)})
+        _finish(request, _state_after(refusal), {"refused": _refusal_json(refusal)})
     elif status is not None:
         _finish(request, RequestState.DONE, {"answered": _status_json(status)})
+
+
+def _state_after(refusal: BookingRefused) -> RequestState:
+    """A refusal is the request's final answer, but for "temporarily unavailable": that changed
+    nothing, and a retry with the same key is carried out again (LOST)."""
+    return RequestState.LOST if refusal.code == SERVICE_UNAVAILABLE_CODE else RequestState.DONE
 
 
 def _finish(request: OrderRequest, state: RequestState, outcome: dict[str, Any] | None) -> None:

@@ -81,8 +81,9 @@ class Messages:
 
     @staticmethod
     def too_many_changes(limit: int) -> str:
+        times = "once" if limit == 1 else f"{limit} times"
         return (
-            f"The seats of an order can be changed {limit} times at most. "
+            f"The seats of an order can be changed {times} at most. "
             "Pay for these seats, or cancel this order and start a new one."
         )
 

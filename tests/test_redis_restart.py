@@ -9,6 +9,7 @@ comes back.
 from __future__ import annotations
 
 import signal
+import uuid
 
 import pytest
 import redis
@@ -25,9 +26,11 @@ def redis_url(server) -> str:
     return f"redis://{server.address}/0"
 
 
-def test_a_payment_waits_out_a_redis_restart_and_confirms(stack, own_redis, settings):
-    # The web and a worker of its own use this Redis, on a task queue of their own so that the
-    # suite's worker (on the suite's Redis) never picks up these bookings.
+@pytest.fixture
+def redis_of_its_own(stack, own_redis, settings):
+    """The web and a worker of their own on a Redis the test may stop and start again, on a task
+    queue of their own so that the suite's worker (on the suite's Redis) never picks up these
+    bookings."""
     queue = f"{settings.TEMPORAL_TASK_QUEUE}-redis-restart"
     settings.TEMPORAL_TASK_QUEUE = queue
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": redis_url(own_redis)}}
@@ -36,33 +39,55 @@ def test_a_payment_waits_out_a_redis_restart_and_confirms(stack, own_redis, sett
         log=stack.worker.log.with_name("redis-restart-worker.log"),
     )
     worker.start()
-    try:
-        customer = stack.customer()
-        order_id = customer.create_order("fl-404", ["7A", "7B"]).json["orderId"]
-        customer.wait_for_status(order_id, "SEATS_RESERVED")  # a new worker's first answer may be late
-        assert holds.holders(flight_id="fl-404", seats=["7A", "7B"]) == {"7A": order_id, "7B": order_id}
+    yield own_redis
+    worker.stop(signal.SIGTERM)
 
-        own_redis.stop()
-        paid = customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
-        assert paid.status == 202, paid.text
-        assert customer.status(order_id)["status"] in {"PAYMENT_PENDING", "PAYMENT_PROCESSING"}
-        health = customer.get("/healthz")
-        assert health.status == 503 and health.json["down"] == ["redis"]
 
-        own_redis.start()  # empty: every hold is gone
+def test_a_payment_waits_out_a_redis_restart_and_confirms(stack, redis_of_its_own):
+    own_redis = redis_of_its_own
+    customer = stack.customer()
+    order_id = customer.create_order("fl-404", ["7A", "7B"]).json["orderId"]
+    customer.wait_for_status(order_id, "SEATS_RESERVED")  # a new worker's first answer may be late
+    assert holds.holders(flight_id="fl-404", seats=["7A", "7B"]) == {"7A": order_id, "7B": order_id}
 
-        final = customer.wait_for_status(order_id, "CONFIRMED", "FAILED", timeout=60)
-        assert final["status"] == "CONFIRMED", final
-        assert sorted(BookedSeat.objects.filter(order_id=order_id).values_list("seat__code", flat=True)) == [
-            "7A",
-            "7B",
-        ]
-        wait_for(
-            lambda: holds.holders(flight_id="fl-404", seats=["7A", "7B"]) == {},
-            what="the holds re-taken for the payment to be let go after the sale",
-        )
-    finally:
-        worker.stop(signal.SIGTERM)
+    own_redis.stop()
+    paid = customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
+    assert paid.status == 202, paid.text
+    assert customer.status(order_id)["status"] in {"PAYMENT_PENDING", "PAYMENT_PROCESSING"}
+    health = customer.get("/healthz")
+    assert health.status == 503 and health.json["down"] == ["redis"]
+
+    own_redis.start()  # empty: every hold is gone
+
+    final = customer.wait_for_status(order_id, "CONFIRMED", "FAILED", timeout=60)
+    assert final["status"] == "CONFIRMED", final
+    assert sorted(BookedSeat.objects.filter(order_id=order_id).values_list("seat__code", flat=True)) == [
+        "7A",
+        "7B",
+    ]
+    wait_for(
+        lambda: holds.holders(flight_id="fl-404", seats=["7A", "7B"]) == {},
+        what="the holds re-taken for the payment to be let go after the sale",
+    )
+
+
+def test_a_seat_change_redis_cannot_take_is_503_changes_nothing_and_can_be_retried(stack, redis_of_its_own):
+    customer = stack.customer()
+    order_id = customer.create_order("fl-404", ["8A"]).json["orderId"]
+    customer.wait_for_status(order_id, "SEATS_RESERVED")
+    key = str(uuid.uuid4())
+
+    redis_of_its_own.stop()
+    refused = customer.put(f"/api/orders/{order_id}/seats", {"seats": ["8B"]}, key=key)
+
+    assert refused.status == 503, refused.text
+    assert refused.json["error"] == "SERVICE_UNAVAILABLE"
+    assert customer.status(order_id)["seats"] == ["8A"], "nothing changed"
+    redis_of_its_own.start()
+    retried = customer.put(f"/api/orders/{order_id}/seats", {"seats": ["8B"]}, key=key)
+    assert retried.status == 200, "a 503 is not a final answer: the same key tries again"
+    assert retried.json["seats"] == ["8B"]
+    assert holds.holders(flight_id="fl-404", seats=["8A", "8B"]) == {"8B": order_id}
 
 
 def test_redis_is_really_down_while_stopped(own_redis):
