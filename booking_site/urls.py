@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import TemplateView
 
 from booking_site import inputs
 from booking_site.health import healthz
@@ -16,6 +17,7 @@ api_patterns = [
     path("orders/<order_id:order_id>/seats", api.order_seats, name="order-seats"),
     path("orders/<order_id:order_id>/status", api.order_status, name="order-status"),
     path("orders/<order_id:order_id>/pay", api.order_pay, name="order-pay"),
+    path("openapi.json", api.openapi_json, name="openapi"),
 ]
 
 urlpatterns = [
@@ -24,6 +26,7 @@ urlpatterns = [
     # Anything else under /api/ (a trailing slash, an id that cannot be one, a typo): JSON 404,
     # also under DEBUG, and never a slash-appending redirect.
     re_path(r"^api(?:/[\s\S]*)?$", api.unknown_endpoint),
+    path("api-docs/", TemplateView.as_view(template_name="api_docs.html"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("orders.urls")),
     path("", include("flights.urls")),

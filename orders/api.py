@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from booking_site import inputs
 from flights.models import Flight
 from flights.selectors import availability, seat_map, upcoming_flights
-from orders import commands, ownership, requests, validation
+from orders import commands, openapi, ownership, requests, validation
 from orders.errors import SERVICE_UNAVAILABLE, BookingRefused
 from orders.models import Order, RequestKind
 from orders.requests import Result
@@ -104,9 +104,16 @@ def api_view(*methods: str) -> Callable[[View], View]:
             except BookingRefused as refusal:
                 return refused(refusal)
 
+        wrapper.allowed_methods = methods  # type: ignore[attr-defined]  # read by the contract test
         return wrapper
 
     return decorate
+
+
+@api_view("GET")
+def openapi_json(request: HttpRequest) -> JsonResponse:
+    """This API's OpenAPI 3.1 document (orders/openapi.yaml)."""
+    return JsonResponse(openapi.document(), json_dumps_params={"ensure_ascii": False})
 
 
 @csrf_exempt
