@@ -1,4 +1,5 @@
-"""Schemathesis hooks for tests/test_fuzz.py (loaded through SCHEMATHESIS_HOOKS): realistic orders.
+"""Schemathesis hooks for tests/test_fuzz.py (loaded through SCHEMATHESIS_HOOKS): realistic orders,
+and hostile text.
 
 A flight id and seats drawn from the schema alone almost never name a real flight, so nearly every
 generated order would be refused (400 FLIGHT_NOT_FOUND) and the stateful phase would have no order
@@ -6,27 +7,42 @@ to follow. Half of the *positive* creates and seat changes get real flights and 
 (FUZZ_FLIGHTS, written by the test from the database); negative cases are left alone, since
 making them valid would turn an expected refusal into a "failure". Hypothesis draws the choice, so
 a run is still reproduced by its seed.
+
+Input drawn from a schema seldom holds what breaks a store or a parser: a NUL (which PostgreSQL
+refuses), a number of thousands of digits, nesting thousands of levels deep, a body over the
+size limit. One case in eight, of every operation, gets one of those in a path parameter, a body
+field or an extra body field (`hostile_input`); schemathesis sees that the case changed and
+judges it as the negative case it now is.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.generation.meta import TestPhase
 
 # {flight id: [its seat codes]}
 FLIGHTS: dict[str, list[str]] = json.loads(os.environ["FUZZ_FLIGHTS"])
 # Seats that every flight has, for a seat change of an order on a flight the hook cannot know.
 SEATS_ON_EVERY_FLIGHT = sorted(set.intersection(*(set(seats) for seats in FLIGHTS.values())))
 MAX_SEATS = 4
+# The client must be able to write what the server must refuse.
+sys.set_int_max_str_digits(0)
+sys.setrecursionlimit(10_000)
 
 
 def is_positive(case: Any) -> bool:
     return case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+
+
+def is_stateful(case: Any) -> bool:
+    return case.meta is not None and case.meta.phase.name == TestPhase.STATEFUL
 
 
 def seats_of(codes: list[str]) -> st.SearchStrategy[list[str]]:
@@ -69,3 +85,55 @@ def real_seat_changes(context: Any, case: Any) -> st.SearchStrategy[Any]:
         return st.just(case)
     real = seats_of(SEATS_ON_EVERY_FLIGHT).map(lambda seats: with_body(case, {"seats": seats}))
     return st.one_of(st.just(case), real)
+
+
+# Not lone surrogates: schemathesis re-validates a changed case, and its validator cannot take
+# them (UnicodeEncodeError); tests/test_hostile_input.py sends them instead.
+HOSTILE_TEXT = st.sampled_from(["\x00", "a\x00b", "\x00" * 3])
+HOSTILE_PATH_TEXT = st.sampled_from(["\x00", "\x00\x00", "\u00e9", "x" * 300])
+NESTED: list[Any] = []
+for _ in range(2000):  # over the server's limit and its JSON parser's, under the client's
+    NESTED = [NESTED]
+HOSTILE_VALUES = st.sampled_from(
+    [
+        int("7" * 5000),  # int() refuses more than 4,300 digits, unless told otherwise
+        float("1" + "0" * 300),
+        ["x"] * 5000,  # 25 KB
+        NESTED,
+        {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}},
+    ]
+)
+
+
+@schemathesis.hook("flatmap_case")
+def hostile_input(context: Any, case: Any) -> st.SearchStrategy[Any]:
+    choices: list[st.SearchStrategy[Any]] = []
+    # Not the ids a stateful step took from a link: it must reach the order the link names.
+    if case.path_parameters and not is_stateful(case):
+        name = st.sampled_from(sorted(case.path_parameters))
+        choices.append(st.tuples(name, HOSTILE_PATH_TEXT).map(lambda change: in_path(case, *change)))
+    if isinstance(case.body, dict):
+        texts = sorted(key for key, value in case.body.items() if isinstance(value, str))
+        if texts:
+            change = st.tuples(st.sampled_from(texts), HOSTILE_TEXT)
+            choices.append(change.map(lambda change: text_in_body(case, *change)))
+        choices.append(st.tuples(HOSTILE_TEXT, HOSTILE_VALUES).map(lambda extra: extra_in_body(case, *extra)))
+    if not choices:
+        return st.just(case)
+    return st.integers(0, 7).flatmap(lambda n: st.one_of(*choices) if n == 0 else st.just(case))
+
+
+def in_path(case: Any, name: str, text: str) -> Any:
+    case.path_parameters = {**case.path_parameters, name: f"{case.path_parameters[name]}{text}"}
+    return case
+
+
+def text_in_body(case: Any, key: str, text: str) -> Any:
+    value = case.body[key]
+    case.body = {**case.body, key: value[: len(value) // 2] + text + value[len(value) // 2 :]}
+    return case
+
+
+def extra_in_body(case: Any, key: str, value: Any) -> Any:
+    case.body = {**case.body, key: value}
+    return case

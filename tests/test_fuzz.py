@@ -86,6 +86,7 @@ def seats_by_flight() -> dict[str, list[str]]:
 def schemathesis_command(url: str, cookie: str) -> list[str]:
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
+        f"--config-file={ROOT / 'tests' / 'schemathesis.toml'}",
         "run",
         f"{url}/api/openapi.json",
         f"--checks={','.join(CHECKS)}",
