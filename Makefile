@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test fuzz install lint format bench screenshots superuser worker system-packages clean
+.PHONY: run test fuzz install lint format bench chaos screenshots superuser worker system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -52,6 +52,9 @@ format: $(STAMP)
 
 screenshots: ## Refresh the README's screenshots (docs/screenshots) from the browser tests
 	UPDATE_SCREENSHOTS=1 $(MAKE) test ARGS="-m browser"
+
+chaos: $(STAMP) ## The fault suite: book while killing and freezing each part, then check (about 4 min)
+	$(BIN)/python -m devstack.chaos $(ARGS)
 
 bench: $(STAMP) ## Measure the running stack (start it with `make run` first)
 	$(BIN)/python -m devstack.bench $(ARGS)

@@ -30,3 +30,10 @@ def on_starting(server: object) -> None:
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def post_worker_init(worker: object) -> None:
+    """Connect to Temporal as each worker process starts, not on its first request (1.5 s)."""
+    from temporal_worker.client import connect_soon
+
+    connect_soon()

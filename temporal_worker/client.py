@@ -16,9 +16,11 @@ Two different failures come out of ``call``, and they must never be confused:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import TypeVar
 
 from django.conf import settings
@@ -26,6 +28,7 @@ from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 # A customer waiting on a page should hear "unavailable" within seconds, not after the SDK's
@@ -108,3 +111,20 @@ def call(operation: Callable[[Client], Awaitable[T]], *, timeout: float | None =
     except TimeoutError:
         future.cancel()
         raise
+
+
+def connect_soon() -> None:
+    """Start connecting this process's client now, without waiting for it.
+
+    gunicorn calls this as each worker process starts, so that the first request does not pay
+    for the connection. A Temporal that cannot be reached costs nothing here: the next ``call``
+    tries again, and ``/healthz`` reports it.
+    """
+    worker = _client_thread()
+    connecting = asyncio.run_coroutine_threadsafe(worker.client(), worker.loop)
+    connecting.add_done_callback(_report_connect_failure)
+
+
+def _report_connect_failure(connecting: Future[Client]) -> None:
+    if not connecting.cancelled() and (error := connecting.exception()) is not None:
+        logger.warning("Temporal at %s not reachable at start: %s", settings.TEMPORAL_HOST, error)

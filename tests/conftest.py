@@ -22,8 +22,10 @@ from django.db import connection
 from django.test import override_settings
 from temporalio.service import RPCError, RPCStatusCode
 
-from devstack.__main__ import Stack as ProcessStack
-from devstack.__main__ import free_port, start_redis, start_temporal
+from devstack.ports import free_port
+from devstack.redis_server import start_redis
+from devstack.supervisor import Supervisor, command_for
+from devstack.temporal_server import start_temporal
 from flights.models import Flight
 from flights.services import seed_demo_flights
 from orders import holds
@@ -50,6 +52,9 @@ WORKER_ENV = {
 # What the web side (the live server in this process) runs with: the rules each new order
 # carries into its workflow.
 SHORT_TIMEOUTS = {
+    # The web waits this long before it answers 202 "still confirming": long, so that a test on a
+    # busy machine still sees the workflow's own answer (tests/test_exactly_once.py sets 1.5 s).
+    "TEMPORAL_ANSWER_TIMEOUT": timedelta(seconds=20),
     "SEAT_RESERVATION_TIMEOUT": timedelta(seconds=30),
     "PAYMENT_VALIDATION_TIMEOUT": timedelta(seconds=5),
     "PAYMENT_MAX_RETRIES": 3,
@@ -74,7 +79,7 @@ class WorkerProcess:
         self.log.parent.mkdir(exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 (the child owns it)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runworker"],
+            command_for([sys.executable, "manage.py", "runworker"]),  # dies with the test run
             cwd=ROOT,
             env=self.env,
             stdout=out,
@@ -195,7 +200,7 @@ class OwnServer:
     same port and data (the suite's shared servers must stay up for every other test)."""
 
     def __init__(self, kind: str, data: Path) -> None:
-        self.kind, self.data, self.port, self.processes = kind, data, free_port(), ProcessStack()
+        self.kind, self.data, self.port, self.processes = kind, data, free_port(), Supervisor()
 
     @property
     def address(self) -> str:

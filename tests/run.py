@@ -13,11 +13,14 @@ import os
 import subprocess
 import sys
 
+from devstack.supervisor import command_for
+
 NO_TESTS = 5
 
 
 def pytest(*args: str, env: dict[str, str] | None = None) -> int:
-    command = [sys.executable, "-m", "pytest", *args]
+    # pytest, and through it every process a test starts, ends with this runner, however it ends.
+    command = command_for([sys.executable, "-m", "pytest", *args])
     return subprocess.run(command, env=env, check=False).returncode
 
 

@@ -31,9 +31,19 @@ def test_thirty_buyers_racing_for_one_seat_get_exactly_one_hold(stack):
     for thread in threads:
         thread.join(timeout=60)
 
-    assert sorted(replies) == [201] + [400] * 29
-    assert Order.objects.count() == 1
-    assert holds.holders(flight_id="fl-101", seats=["1A"]) == {"1A": Order.objects.get().id}
+    # On a busy machine some answers may be late (202, "still confirming"): follow those orders
+    # to their end. Exactly one order holds the seat; every other buyer was refused.
+    assert set(replies) <= {201, 202, 400}, replies
+    assert replies.count(201) <= 1
+    wait_for(
+        lambda: not Order.objects.filter(state="CREATED").exists(), timeout=60, what="every order to settle"
+    )
+    winner = Order.objects.get(state="SEATS_RESERVED")
+    assert holds.holders(flight_id="fl-101", seats=["1A"]) == {"1A": winner.id}
+    assert replies.count(201) + replies.count(202) == Order.objects.count()
+    assert set(Order.objects.exclude(id=winner.id).values_list("last_error", flat=True)) <= {
+        "Seat 1A is no longer available"
+    }
 
 
 def test_a_redis_flush_mid_booking_still_sells_each_seat_once(stack):

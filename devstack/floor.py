@@ -1,0 +1,168 @@
+"""The floor of `make bench`: what Temporal itself costs for a booking-shaped workflow.
+
+``FloorBooking`` has the shape of ``BookingWorkflow`` and nothing else: it starts with the first
+hold as an update (update-with-start), takes seat changes as updates that reset a hold timer,
+takes the payment as an update, then runs a single activity (a payment that answers at once)
+and ends. No Django, no Redis, no PostgreSQL. Measured against the same Temporal server in the
+same run, it is the floor the app's own figures are divided by: a day when the machine (or the
+dev server's SQLite file) is slow makes both slow, and the ratio stays.
+
+    python -m devstack.floor worker --address HOST:PORT --task-queue Q   # what bench starts
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+HOLD = timedelta(minutes=15)
+
+
+@activity.defn(name="floor_payment")
+async def floor_payment(code: str) -> bool:
+    return True
+
+
+@workflow.defn(name="FloorBooking")
+class FloorBooking:
+    @workflow.init
+    def __init__(self) -> None:
+        self.seats: list[str] = []
+        self.deadline = workflow.now()
+        self.code = ""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: bool(self.seats))
+        while not self.code:
+            deadline = self.deadline
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return "EXPIRED"
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda deadline=deadline: bool(self.code) or self.deadline != deadline,  # type: ignore[misc]
+                    timeout=remaining,
+                )
+        await workflow.execute_activity(
+            floor_payment,
+            self.code,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=1.5,
+                maximum_interval=timedelta(seconds=5),
+                maximum_attempts=3,
+            ),
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return "CONFIRMED"
+
+    @workflow.update
+    async def hold_seats(self, seats: list[str]) -> str:
+        self.seats, self.deadline = seats, workflow.now() + HOLD
+        return self.deadline.isoformat()
+
+    @workflow.update
+    async def submit_payment(self, code: str) -> str:
+        self.code = code
+        return "PAYMENT_PENDING"
+
+
+# --- Measuring it ----------------------------------------------------------------------------
+
+
+@dataclass
+class FloorFigures:
+    create_ms: list[float] = field(default_factory=list)  # update-with-start
+    change_ms: list[float] = field(default_factory=list)  # update
+    booking_ms: list[float] = field(default_factory=list)  # start, pay, result
+    seconds: float = 0.0
+
+
+async def _start(client: Client, queue: str, seats: list[str]) -> tuple[str, float]:
+    workflow_id = f"floor-{uuid.uuid4().hex}"
+    started = time.perf_counter()
+    await client.execute_update_with_start_workflow(
+        FloorBooking.hold_seats,
+        seats,
+        start_workflow_operation=WithStartWorkflowOperation(
+            FloorBooking.run,
+            id=workflow_id,
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        ),
+    )
+    return workflow_id, (time.perf_counter() - started) * 1000
+
+
+async def measure(address: str, queue: str, *, orders: int, customers: int, seconds: float) -> FloorFigures:
+    """Sequential create and change (``orders`` of each), then ``customers`` booking at once
+    for ``seconds``: the same shape as the bench's runs against the app."""
+    client = await Client.connect(address)
+    figures = FloorFigures()
+    for _ in range(orders):
+        workflow_id, create_ms = await _start(client, queue, ["1A"])
+        figures.create_ms.append(create_ms)
+        started = time.perf_counter()
+        await client.get_workflow_handle(workflow_id).execute_update(FloorBooking.hold_seats, ["1A", "1B"])
+        figures.change_ms.append((time.perf_counter() - started) * 1000)
+        await client.get_workflow_handle(workflow_id).terminate("bench: done")
+
+    deadline = time.perf_counter() + seconds
+
+    async def customer() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            workflow_id, _ = await _start(client, queue, ["1A"])
+            handle = client.get_workflow_handle(workflow_id)
+            await handle.execute_update(FloorBooking.submit_payment, "00000")
+            await handle.result()
+            figures.booking_ms.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(customer() for _ in range(customers)))
+    figures.seconds = time.perf_counter() - started
+    return figures
+
+
+async def serve(address: str, queue: str) -> None:
+    # Run as `python -m devstack.floor`, this file is __main__, where a workflow class fails the
+    # sandbox's checks: serve the module's own copy.
+    module = importlib.import_module("devstack.floor")
+    client = await Client.connect(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    workflows, activities = [module.FloorBooking], [module.floor_payment]
+    async with Worker(client, task_queue=queue, workflows=workflows, activities=activities):
+        print("floor worker ready", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.floor")
+    parser.add_argument("command", choices=["worker"])
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--task-queue", required=True)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.address, args.task_queue))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

