@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test mutate install lint format bench chaos screenshots superuser worker system-packages clean
+.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -17,6 +17,16 @@ test: $(STAMP) system-packages ## Run the whole test suite against real services
 
 mutate: $(STAMP) ## Mutation testing of the workflow and the seat holds; prints the score (docs/TESTING.md)
 	$(BIN)/python -m devstack.mutate $(ARGS)
+
+# Schemathesis against the API's OpenAPI document, alone and longer than in `make test`, on the
+# same self-started stack: EXAMPLES per operation and phase, MAX_TIME seconds in all (0: no
+# limit), SEED to replay a run (its seed is printed). See docs/TESTING.md.
+EXAMPLES ?= 500
+MAX_TIME ?= 0
+SEED ?=
+fuzz: $(STAMP) ## Fuzz the API against its OpenAPI document (make fuzz EXAMPLES=2000)
+	FUZZ_EXAMPLES=$(EXAMPLES) FUZZ_SECONDS=$(MAX_TIME) FUZZ_SEED=$(SEED) \
+	  $(BIN)/python -m devstack test -m fuzz -s $(ARGS)
 
 $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'

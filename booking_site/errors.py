@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.views.defaults import bad_request as bad_request_page
 from django.views.defaults import page_not_found, server_error
 
 from orders.errors import SERVICE_UNAVAILABLE
@@ -18,6 +20,17 @@ RETRY_AFTER_SECONDS = 5
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A request Django itself refused (SuspiciousOperation): a body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE, a disallowed host, a malformed multipart body."""
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            too_large = {"error": "PAYLOAD_TOO_LARGE", "message": "The body is too large"}
+            return JsonResponse(too_large, status=413)
+        return JsonResponse({"error": "BAD_REQUEST", "message": "The request is malformed"}, status=400)
+    return bad_request_page(request, exception)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import drf_spectacular_sidecar
 
 from booking_site import env
 
@@ -57,7 +58,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "booking_site.sessions.CheckedSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -195,7 +196,12 @@ USE_TZ = True
 # --- Static files (whitenoise; no CDN, no build step) --------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Swagger UI for the API page (/api-docs/), from its PyPI package: served by us, so it works
+# offline (no CDN). Only its Swagger UI folder, not the package's Redoc.
+SWAGGER_UI_DIR = (
+    Path(drf_spectacular_sidecar.__file__).parent / "static" / "drf_spectacular_sidecar" / "swagger-ui-dist"
+)
+STATICFILES_DIRS = [BASE_DIR / "static", ("swagger-ui", SWAGGER_UI_DIR)]
 # Hashed, compressed file names (collectstatic) in production. The test suite's live server
 # serves /static/ through Django's finders, which know only the plain names: it turns this off.
 STATIC_MANIFEST = env.boolean("STATIC_MANIFEST", not DEBUG)

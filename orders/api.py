@@ -13,7 +13,6 @@ Every answer tells the truth about what happened (docs/API.md, "The answer rule"
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC
 from functools import wraps
@@ -24,9 +23,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from booking_site import inputs
 from flights.models import Flight
 from flights.selectors import availability, seat_map, upcoming_flights
-from orders import commands, ownership, requests, validation
+from orders import commands, openapi, ownership, requests, validation
 from orders.errors import SERVICE_UNAVAILABLE, BookingRefused
 from orders.models import Order, RequestKind
 from orders.requests import Result
@@ -56,6 +56,7 @@ STATUS_OF = {
     ErrorType.ORDER_PENDING: 409,
     ErrorType.TOO_MANY_CHANGES: 409,
     "IDEMPOTENCY_KEY_IN_USE": 409,
+    "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,
     "IDEMPOTENCY_KEY_REUSED": 422,
     "SERVICE_UNAVAILABLE": 503,
@@ -103,23 +104,23 @@ def api_view(*methods: str) -> Callable[[View], View]:
             except BookingRefused as refusal:
                 return refused(refusal)
 
+        wrapper.allowed_methods = methods  # type: ignore[attr-defined]  # read by the contract test
         return wrapper
 
     return decorate
 
 
-def json_body(request: HttpRequest) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise ApiError(
-            415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON (Content-Type: application/json)"
-        )
-    try:
-        body = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_JSON", "The body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "VALIDATION_ERROR", "The body must be a JSON object")
-    return body
+@api_view("GET")
+def openapi_json(request: HttpRequest) -> JsonResponse:
+    """This API's OpenAPI 3.1 document (orders/openapi.yaml)."""
+    return JsonResponse(openapi.document(), json_dumps_params={"ensure_ascii": False})
+
+
+@csrf_exempt
+def unknown_endpoint(request: HttpRequest, **_: Any) -> JsonResponse:
+    """Every path under /api/ that no endpoint takes, whatever the method and DEBUG: a JSON 404
+    (Django's own 404 page is HTML, and under DEBUG does not call handler404)."""
+    return error(404, "NOT_FOUND", f"No such endpoint: {request.path}")
 
 
 def iso(moment: Any) -> str | None:
@@ -189,8 +190,8 @@ def claim(
     request: HttpRequest, kind: RequestKind, body: Any, *, order: Order | None = None
 ) -> requests.OrderRequest:
     """The OrderRequest for this call (see orders.requests), or the answer to a key misused."""
+    key = inputs.idempotency_key(request.headers.get("Idempotency-Key"))
     try:
-        key = requests.checked_key(request.headers.get("Idempotency-Key"))
         return requests.claim(
             session_key=ownership.session_key(request),
             key=key,
@@ -198,8 +199,6 @@ def claim(
             kind=kind,
             order=order,
         )
-    except requests.InvalidKey as failure:
-        raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", failure.message) from None
     except requests.KeyReused as failure:
         raise ApiError(422, "IDEMPOTENCY_KEY_REUSED", failure.message) from None
     except requests.KeyInUse as failure:
@@ -241,7 +240,7 @@ def pending(order: Order) -> JsonResponse:
 
 @api_view("POST")
 def order_create(request: HttpRequest) -> JsonResponse:
-    body = json_body(request)
+    body = inputs.json_object(request)
     order_request = claim(request, RequestKind.CREATE, body)
 
     def create() -> BookingStatus:
@@ -270,7 +269,7 @@ def created(status: BookingStatus) -> JsonResponse:
 @api_view("PUT")
 def order_seats(request: HttpRequest, order_id: str) -> JsonResponse:
     order = owned_order(request, order_id)
-    body = json_body(request)
+    body = inputs.json_object(request)
     order_request = claim(request, RequestKind.SEATS, body, order=order)
 
     def change() -> BookingStatus:
@@ -296,11 +295,11 @@ def order_status(request: HttpRequest, order_id: str) -> JsonResponse:
 @api_view("POST")
 def order_pay(request: HttpRequest, order_id: str) -> JsonResponse:
     order = owned_order(request, order_id)
-    body = json_body(request)
+    body = inputs.json_object(request)
     order_request = claim(request, RequestKind.PAY, body, order=order)
 
     def pay() -> BookingStatus:
-        code = validation.payment_code(body.get("paymentCode"))
+        code = inputs.payment_code(body.get("paymentCode"))
         return commands.submit_payment(order=order, payment_code=code, update_id=order_request.update_id)
 
     result = requests.carry_out(order_request, pay)

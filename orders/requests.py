@@ -3,7 +3,7 @@
 Every request that creates or changes an order (the JSON API's POST, PUT and DELETE, and the
 pages' forms) is kept as an ``OrderRequest`` before Temporal hears of it, scoped to the browser
 session and, when the client sent one, to its ``Idempotency-Key`` (the IETF draft; Stripe's
-convention):
+convention; its format is checked by ``booking_site.inputs.idempotency_key``):
 
 - the same key with the same body answers the stored outcome, without acting again;
 - the same key with another body is refused (``KeyReused``: 422);
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,15 +38,9 @@ from temporal_worker.shared import BookingStatus, State
 
 logger = logging.getLogger(__name__)
 
-# What a client may send as a key: printable ASCII without spaces (a UUID is the usual choice).
-KEY_FORMAT = re.compile(r"[\x21-\x7e]{1,255}")
 # A request is "being carried out" for the wait on Temporal plus this margin; a retry after
 # that takes it over (its web process may have died mid-request).
 LEASE_MARGIN = timedelta(seconds=10)
-
-
-class InvalidKey(Exception):
-    message = "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces (a UUID, say)"
 
 
 class KeyReused(Exception):
@@ -59,14 +52,6 @@ class KeyReused(Exception):
 
 class KeyInUse(Exception):
     message = "A request with this Idempotency-Key is still being carried out; retry in a moment."
-
-
-def checked_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not KEY_FORMAT.fullmatch(value):
-        raise InvalidKey
-    return value
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:

@@ -1,17 +1,15 @@
-"""Checks on what a customer sends, shared by the JSON API and the pages."""
+"""Checks on what a customer asks for, shared by the JSON API and the pages: the values come
+from ``booking_site.inputs``; these are the rules of the booking (the flight exists and has not
+left, the seats are on it)."""
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 
+from booking_site import inputs
 from flights.models import Flight
 from flights.selectors import seat_codes
 from orders.errors import BookingRefused
-from payments.gateway import is_valid_code
-
-SEAT_CODE = re.compile(r"[1-9][0-9]{0,2}[A-Z]")
 
 
 def bookable(flight: Flight) -> None:
@@ -22,18 +20,18 @@ def bookable(flight: Flight) -> None:
 
 def seat_list(value: object, *, flight: Flight) -> list[str]:
     """A non-empty list of distinct seat codes of this flight, normalised to upper case."""
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list):
         raise BookingRefused(
             "VALIDATION_ERROR", '"seats" must be a list of seat codes such as ["12A", "12B"]'
         )
-    seats = [item.strip().upper() for item in value]
+    seats = [inputs.seat_text(item) for item in value]
     if not seats:
         raise BookingRefused("VALIDATION_ERROR", "Choose at least one seat")
     if len(seats) > settings.MAX_SEATS_PER_ORDER:
         raise BookingRefused("VALIDATION_ERROR", f"At most {settings.MAX_SEATS_PER_ORDER} seats per order")
     if duplicates := sorted({seat for seat in seats if seats.count(seat) > 1}):
         raise BookingRefused("VALIDATION_ERROR", f"Seat {', '.join(duplicates)} is listed more than once")
-    malformed = [seat for seat in seats if not SEAT_CODE.fullmatch(seat)]
+    malformed = [seat for seat in seats if not inputs.is_seat_code(seat)]
     unknown = malformed or [seat for seat in seats if seat not in seat_codes(flight=flight)]
     if unknown:
         noun = "Seat" if len(unknown) == 1 else "Seats"
@@ -45,19 +43,9 @@ def seat_list(value: object, *, flight: Flight) -> list[str]:
     return seats
 
 
-def payment_code(value: object) -> str:
-    if not isinstance(value, str) or not is_valid_code(value):
-        raise BookingRefused(
-            "INVALID_PAYMENT_CODE", "The payment code must be exactly 5 digits, such as 12345"
-        )
-    return value
-
-
 def new_order(body: dict[str, object]) -> tuple[Flight, list[str]]:
     """The flight and seats of a new order, as the API's body names them."""
-    flight_id = body.get("flightId")
-    if not isinstance(flight_id, str) or not flight_id:
-        raise BookingRefused("VALIDATION_ERROR", '"flightId" must be a flight id such as "fl-101"')
+    flight_id = inputs.flight_id(body.get("flightId"))
     flight = Flight.objects.filter(id=flight_id).first()
     if flight is None:
         raise BookingRefused("FLIGHT_NOT_FOUND", f"Flight {flight_id} not found")

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
+from booking_site import inputs
 from flights.models import Flight
 from flights.selectors import seat_map
 from orders import commands, ownership, requests, validation
@@ -49,7 +50,7 @@ def _claim(request: HttpRequest, kind: RequestKind, order: Order | None = None) 
         name: value for name, value in request.POST.items() if name not in ("csrfmiddlewaretoken", KEY_FIELD)
     }
     try:
-        key = requests.checked_key(request.POST.get(KEY_FIELD) or None)
+        key = inputs.idempotency_key(request.POST.get(KEY_FIELD) or None)
         return requests.claim(
             session_key=ownership.session_key(request),
             key=key,
@@ -57,7 +58,7 @@ def _claim(request: HttpRequest, kind: RequestKind, order: Order | None = None) 
             kind=kind,
             order=order,
         )
-    except (requests.InvalidKey, requests.KeyReused):
+    except (inputs.InvalidInput, requests.KeyReused):
         raise FormRefused(STALE_FORM) from None
     except requests.KeyInUse as failure:
         raise FormRefused(
@@ -179,7 +180,7 @@ def pay(request: HttpRequest, order_id: str) -> HttpResponse:
     code = request.POST.get("payment_code", "").strip()
 
     def submit() -> BookingStatus:
-        checked = validation.payment_code(code)
+        checked = inputs.payment_code(code)
         return commands.submit_payment(order=order, payment_code=checked, update_id=order_request.update_id)
 
     try:

@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connection
+from django.test import override_settings
 from temporalio.service import RPCError, RPCStatusCode
 
 from devstack.ports import free_port
@@ -28,6 +29,7 @@ from devstack.temporal_server import start_temporal
 from flights.models import Flight
 from flights.services import seed_demo_flights
 from orders import holds
+from tests import contract
 from tests.helpers import ApiClient, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +113,24 @@ class WorkerProcess:
             self.stop()
         self.log.write_bytes(b"")
         self.start()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def api_contract_checked() -> Iterator[None]:
+    """Every answer of the API, to every test, is checked against its OpenAPI document
+    (tests/contract.py), in the live server and the test client alike."""
+    with override_settings(MIDDLEWARE=["tests.contract.ContractMiddleware", *django_settings.MIDDLEWARE]):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def answers_as_documented() -> Iterator[None]:
+    """A test whose requests got an answer the OpenAPI document does not describe fails."""
+    contract.VIOLATIONS.clear()
+    contract.CHECKED.clear()
+    yield
+    found = list(contract.VIOLATIONS)
+    assert not found, "answers that orders/openapi.yaml does not describe:\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,28 @@
+"""The API's OpenAPI 3.1 document (``openapi.yaml`` beside this file): the contract that the API
+page shows, clients read at ``/api/openapi.json``, and the tests and the fuzzer hold the server to.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+
+SOURCE = Path(__file__).with_name("openapi.yaml")
+
+
+@cache
+def _source() -> dict[str, Any]:
+    with SOURCE.open(encoding="utf-8") as file:
+        return yaml.safe_load(file)
+
+
+def document() -> dict[str, Any]:
+    """The document as this server answers: with its own limit on seats per order."""
+    served = copy.deepcopy(_source())
+    served["components"]["schemas"]["SeatSelection"]["maxItems"] = settings.MAX_SEATS_PER_ORDER
+    return served
