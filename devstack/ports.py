@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 from pathlib import Path
 
+# Below the kernel's ephemeral range (32768-60999 here): a port picked there could be taken
+# before our server binds it, by any outgoing connection or by a server that listens on a port
+# the kernel picks (the Temporal dev server's internal services do).
+FREE_PORTS = range(20000, 32000)
+
+
+_handed_out: set[int] = set()  # never the same port twice to one process (two stacks in one test)
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port that nothing listens on now, outside the range the kernel hands out by itself."""
+    low, high = _ephemeral_range()
+    candidates = [port for port in FREE_PORTS if not low <= port <= high and port not in _handed_out]
+    for port in random.sample(candidates, k=min(200, len(candidates))):
+        if port_is_free(port):
+            _handed_out.add(port)
+            return port
+    with socket.socket() as sock:  # everything tried was taken: let the kernel choose
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_is_free(port: int) -> bool:
