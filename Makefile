@@ -44,10 +44,11 @@ system-packages:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose >/dev/null; }
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy on the workflow package
+lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DEBUG=true $(BIN)/mypy temporal_worker
+	DEBUG=true $(BIN)/mypy temporal_worker orders/booking.py common
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

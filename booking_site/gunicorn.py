@@ -34,6 +34,6 @@ def on_starting(server: object) -> None:
 
 def post_worker_init(worker: object) -> None:
     """Connect to Temporal as each worker process starts, not on its first request (1.5 s)."""
-    from temporal_worker.client import connect_soon
+    from orders.temporal_client import connect_soon
 
     connect_soon()

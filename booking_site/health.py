@@ -9,9 +9,9 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from orders import holds
-from orders.api import api_view
-from temporal_worker import client as temporal_client
+from common.api import api_view
+from flights import holds
+from orders import temporal_client
 
 CHECK_TIMEOUT_SECONDS = 3.0
 

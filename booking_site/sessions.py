@@ -1,4 +1,4 @@
-"""The session cookie, read through ``booking_site.inputs``: a cookie that cannot hold one of our
+"""The session cookie, read through ``common.inputs``: a cookie that cannot hold one of our
 session keys (a NUL byte, a stray character, the wrong length) is no session at all, and never
 reaches the cache or the database as a key."""
 
@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest
 
-from booking_site import inputs
+from common import inputs
 
 
 class CheckedSessionMiddleware(SessionMiddleware):

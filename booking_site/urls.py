@@ -2,22 +2,25 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 
-from booking_site import inputs
+from booking_site import openapi
 from booking_site.health import healthz
+from common import inputs
+from common.api import unknown_endpoint
+from flights import api as flights_api
 from orders import api
 
 # Before any URLconf below uses them: a malformed id in a path matches no URL.
 inputs.register_converters()
 
 api_patterns = [
-    path("flights", api.flight_list, name="flight-list"),
-    path("flights/<flight_id:flight_id>", api.flight_detail, name="flight-detail"),
+    path("flights", flights_api.flight_list, name="flight-list"),
+    path("flights/<flight_id:flight_id>", flights_api.flight_detail, name="flight-detail"),
     path("orders", api.order_create, name="order-create"),
     path("orders/<order_id:order_id>", api.order_resource, name="order"),
     path("orders/<order_id:order_id>/seats", api.order_seats, name="order-seats"),
     path("orders/<order_id:order_id>/status", api.order_status, name="order-status"),
     path("orders/<order_id:order_id>/pay", api.order_pay, name="order-pay"),
-    path("openapi.json", api.openapi_json, name="openapi"),
+    path("openapi.json", openapi.document_json, name="openapi"),
 ]
 
 urlpatterns = [
@@ -25,7 +28,7 @@ urlpatterns = [
     path("api/", include((api_patterns, "api"))),
     # Anything else under /api/ (a trailing slash, an id that cannot be one, a typo): JSON 404,
     # also under DEBUG, and never a slash-appending redirect.
-    re_path(r"^api(?:/[\s\S]*)?$", api.unknown_endpoint),
+    re_path(r"^api(?:/[\s\S]*)?$", unknown_endpoint),
     path("api-docs/", TemplateView.as_view(template_name="api_docs.html"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("orders.urls")),

@@ -430,13 +430,13 @@ def _db(stack: ChaosStack) -> psycopg.Connection:
 def check_sales(stack: ChaosStack, findings: Findings, when: str) -> None:
     with _db(stack) as db:
         doubles = db.execute(
-            "SELECT b.flight_id, s.code, count(*) FROM orders_bookedseat b "
+            "SELECT b.flight_id, s.code, count(*) FROM flights_bookedseat b "
             "JOIN flights_seat s ON s.id = b.seat_id GROUP BY b.flight_id, s.code HAVING count(*) > 1"
         ).fetchall()
         for flight, seat, count in doubles:
             findings.fail(f"{when}: seat {flight} {seat} sold {count} times")
         unconfirmed = db.execute(
-            "SELECT b.order_id, o.state FROM orders_bookedseat b JOIN orders_order o ON o.id = b.order_id "
+            "SELECT b.order_id, o.state FROM flights_bookedseat b JOIN orders_order o ON o.id = b.order_id "
             "WHERE o.state <> 'CONFIRMED'"
         ).fetchall()
         for order_id, state in unconfirmed:

@@ -3,7 +3,7 @@
     python -m devstack.mutate [--jobs N] [--minimum 95]
 
 mutmut (configured in pyproject.toml, ``[tool.mutmut]``) changes one thing at a time in
-``temporal_worker/workflows.py`` and ``orders/holds.py`` and runs the fast tests that reach the
+``temporal_worker/workflows.py`` and ``flights/holds.py`` and runs the fast tests that reach the
 changed function: the workflow on Temporal's time-skipping test server, the recorded histories
 through the Replayer, and the holds on a real Redis, which this command starts for itself (on a
 free port, thrown away afterwards). Every run starts from a clean ``mutants/`` folder.

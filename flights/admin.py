@@ -1,12 +1,25 @@
+"""The flights for operators: the catalog is editable; seat counts and the seat map are read from
+the seat inventory (``flights.inventory``), once per flight shown."""
+
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
+from flights import inventory
 from flights.models import Flight
-from flights.selectors import SeatStatus, availability, seat_map
+
+
+class FlightChangeList(ChangeList):
+    """Reads the seat counts of the page's flights in one go (not once per column and row)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        for counts in inventory.availability(list(self.result_list)):
+            counts.flight.seat_counts = counts  # type: ignore[attr-defined]
 
 
 @admin.register(Flight)
@@ -16,29 +29,29 @@ class FlightAdmin(admin.ModelAdmin):
     search_fields = ("id", "number", "origin", "destination")
     date_hierarchy = "departure_time"
     ordering = ("departure_time",)
-    readonly_fields = ("seat_map",)
+    readonly_fields = ("cabin",)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: object) -> type[ChangeList]:
+        return FlightChangeList
 
     def get_readonly_fields(self, request: HttpRequest, obj: Flight | None = None):  # type: ignore[no-untyped-def]
         # A flight's cabin cannot change once its seats exist: bookings point at them.
-        return ("id", "rows", "cabin_layout", "seats_now", "seat_map") if obj else ("seat_map",)
+        return ("id", "rows", "cabin_layout", "seats_now", "cabin") if obj else ("cabin",)
+
+    @staticmethod
+    def _counts(flight: Flight) -> inventory.FlightAvailability:
+        counts = getattr(flight, "seat_counts", None)
+        return counts if counts is not None else inventory.availability([flight])[0]
 
     @admin.display(description="Route")
     def route(self, flight: Flight) -> str:
         return f"{flight.origin} → {flight.destination}"
 
-    def _counts(self, flight: Flight) -> dict[SeatStatus, int]:
-        plan = seat_map(flight=flight)
-        counts = dict.fromkeys(SeatStatus, 0)
-        for seat in plan.seats:
-            counts[seat.status] += 1
-        return counts
-
     @admin.display(description="Seats now")
     def seats_now(self, flight: Flight) -> str:
         counts = self._counts(flight)
         return (
-            f"{flight.total_seats} seats: {counts[SeatStatus.BOOKED]} booked, "
-            f"{counts[SeatStatus.RESERVED]} held, {counts[SeatStatus.AVAILABLE]} available"
+            f"{counts.total} seats: {counts.booked} booked, {counts.held} held, {counts.available} available"
         )
 
     @admin.display(description="Seats")
@@ -47,18 +60,19 @@ class FlightAdmin(admin.ModelAdmin):
 
     @admin.display(description="Booked")
     def booked(self, flight: Flight) -> int:
-        return self._counts(flight)[SeatStatus.BOOKED]
+        return self._counts(flight).booked
 
     @admin.display(description="Held")
     def held(self, flight: Flight) -> int:
-        return self._counts(flight)[SeatStatus.RESERVED]
+        return self._counts(flight).held
 
     @admin.display(description="Available")
     def available(self, flight: Flight) -> int:
-        return availability([flight])[0].available
+        return self._counts(flight).available
 
     @admin.display(description="Seat map (read-only)")
-    def seat_map(self, flight: Flight) -> SafeString:
+    def cabin(self, flight: Flight) -> SafeString:
         if not flight.pk:
             return SafeString("Saved flights show their seat map here.")
-        return SafeString(render_to_string("admin/flights/seat_map.html", {"plan": seat_map(flight=flight)}))
+        plan = inventory.seat_map(flight=flight)
+        return SafeString(render_to_string("admin/flights/seat_map.html", {"plan": plan}))

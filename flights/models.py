@@ -6,6 +6,12 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 
+class FlightQuerySet(models.QuerySet["Flight"]):
+    def upcoming(self) -> FlightQuerySet:
+        """The flights that can still be booked, soonest first."""
+        return self.filter(departure_time__gt=timezone.now()).order_by("departure_time", "number")
+
+
 class Flight(models.Model):
     """A scheduled flight and the shape of its cabin.
 
@@ -21,6 +27,8 @@ class Flight(models.Model):
     aircraft = models.CharField(max_length=60, blank=True)
     rows = models.PositiveSmallIntegerField()
     cabin_layout = models.CharField(max_length=20)
+
+    objects = FlightQuerySet.as_manager()
 
     class Meta:
         ordering = ["departure_time", "number"]
@@ -90,3 +98,20 @@ class Seat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flight_id} {self.code}"
+
+
+class BookedSeat(models.Model):
+    """A sold seat. The unique (flight, seat) constraint is what makes a double booking
+    impossible, whatever happens to the Redis holds (``flights.holds``)."""
+
+    flight = models.ForeignKey(Flight, on_delete=models.PROTECT, related_name="booked_seats")
+    seat = models.ForeignKey(Seat, on_delete=models.PROTECT, related_name="bookings")
+    # By name: the order that bought it lives in the orders app, above this one.
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="booked_seats")
+    booked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["flight", "seat"], name="one_booking_per_seat")]
+
+    def __str__(self) -> str:
+        return f"{self.flight_id} {self.seat.code} → {self.order_id}"

@@ -18,12 +18,14 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
-from booking_site.admin import ReadOnlyAdminMixin
+from common.admin import ReadOnlyAdminMixin
+from common.errors import Refused
+from flights.models import BookedSeat
+from orders.booking import Messages
 from orders.commands import cancel_order, live_status
-from orders.errors import BookingRefused, ServiceUnavailable, StillConfirming
-from orders.models import BookedSeat, Order, OrderEvent
+from orders.errors import ServiceUnavailable, StillConfirming
+from orders.models import Order, OrderEvent
 from payments.models import PaymentAttempt
-from temporal_worker.shared import Messages
 
 SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
 
@@ -110,7 +112,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def live_workflow_state(self, order: Order) -> str:
         try:
             live = live_status(order=order)
-        except BookingRefused as error:
+        except Refused as error:
             return format_html("<em>The workflow cannot answer: {}</em>", error.message)
         except (StillConfirming, ServiceUnavailable):
             return format_html(
@@ -145,7 +147,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for order in queryset:
             try:
                 cancel_order(order=order, reason=Messages.RELEASED_BY_OPERATOR)
-            except BookingRefused as error:
+            except Refused as error:
                 self.message_user(request, f"{order.display_id}: {error.message}", messages.ERROR)
             except ServiceUnavailable:
                 self.message_user(

@@ -14,117 +14,25 @@ Every answer tells the truth about what happened (docs/API.md, "The answer rule"
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
-from functools import wraps
 from typing import Any
 
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 
-from booking_site import inputs
-from flights.models import Flight
-from flights.selectors import availability, seat_map, upcoming_flights
-from orders import commands, openapi, ownership, requests, validation
-from orders.errors import SERVICE_UNAVAILABLE, BookingRefused
+from common import inputs
+from common.api import RETRY_AFTER_SECONDS, ApiError, api_view, error, iso, refused
+from common.errors import Refused
+from orders import commands, ownership, requests, validation
+from orders.booking import BookingStatus
+from orders.errors import SERVICE_UNAVAILABLE
 from orders.models import Order, RequestKind
 from orders.requests import Result
-from temporal_worker.shared import BookingStatus, ErrorType
 
-View = Callable[..., JsonResponse]
-RETRY_AFTER_SECONDS = 2
 PENDING_MESSAGE = (
     "We have your request and are still confirming it with the booking service. "
     "Follow statusUrl for the outcome; retrying with the same Idempotency-Key is safe."
 )
-
-# The HTTP status of each refusal code (the domain's errors carry none).
-STATUS_OF = {
-    "INVALID_JSON": 400,
-    "VALIDATION_ERROR": 400,
-    "FLIGHT_DEPARTED": 400,
-    "INVALID_IDEMPOTENCY_KEY": 400,
-    ErrorType.UNKNOWN_SEATS: 400,
-    ErrorType.INVALID_SEATS: 400,
-    ErrorType.INVALID_PAYMENT_CODE: 400,
-    "ORDER_NOT_FOUND": 404,
-    "NOT_FOUND": 404,
-    "METHOD_NOT_ALLOWED": 405,
-    ErrorType.ORDER_EXPIRED: 409,
-    ErrorType.ORDER_NOT_EDITABLE: 409,
-    ErrorType.ORDER_PENDING: 409,
-    ErrorType.TOO_MANY_CHANGES: 409,
-    "IDEMPOTENCY_KEY_IN_USE": 409,
-    "PAYLOAD_TOO_LARGE": 413,
-    "UNSUPPORTED_MEDIA_TYPE": 415,
-    "IDEMPOTENCY_KEY_REUSED": 422,
-    "SERVICE_UNAVAILABLE": 503,
-}
-
-
-class ApiError(Exception):
-    """An answer decided before any domain code runs (bad JSON, unknown order, a key's state)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
-    reply = JsonResponse({"error": code, "message": message, **extra}, status=status)
-    if status == 503 or code == "IDEMPOTENCY_KEY_IN_USE":
-        reply["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return reply
-
-
-def refused(refusal: BookingRefused, *, status: int | None = None) -> JsonResponse:
-    extra = {"seats": refusal.seats} if refusal.seats else {}
-    # A create's flight that does not exist is in the body, not the path: 400, not 404.
-    code_status = status or STATUS_OF.get(refusal.code, 400)
-    return error(code_status, refusal.code, refusal.message, **extra)
-
-
-def api_view(*methods: str) -> Callable[[View], View]:
-    """JSON in, JSON out. CSRF-exempt because it takes only application/json bodies, which a
-    cross-site form cannot send, and its session cookie is SameSite=Lax."""
-
-    def decorate(view: View) -> View:
-        @csrf_exempt
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-            if request.method not in methods:
-                reply = error(405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(methods)} here")
-                reply["Allow"] = ", ".join(methods)
-                return reply
-            try:
-                return view(request, *args, **kwargs)
-            except ApiError as failure:
-                return error(failure.status, failure.code, failure.message)
-            except BookingRefused as refusal:
-                return refused(refusal)
-
-        wrapper.allowed_methods = methods  # type: ignore[attr-defined]  # read by the contract test
-        return wrapper
-
-    return decorate
-
-
-@api_view("GET")
-def openapi_json(request: HttpRequest) -> JsonResponse:
-    """This API's OpenAPI 3.1 document (orders/openapi.yaml)."""
-    return JsonResponse(openapi.document(), json_dumps_params={"ensure_ascii": False})
-
-
-@csrf_exempt
-def unknown_endpoint(request: HttpRequest, **_: Any) -> JsonResponse:
-    """Every path under /api/ that no endpoint takes, whatever the method and DEBUG: a JSON 404
-    (Django's own 404 page is HTML, and under DEBUG does not call handler404)."""
-    return error(404, "NOT_FOUND", f"No such endpoint: {request.path}")
-
-
-def iso(moment: Any) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def owned_order(request: HttpRequest, order_id: str) -> Order:
@@ -132,55 +40,6 @@ def owned_order(request: HttpRequest, order_id: str) -> Order:
         return ownership.get_owned_order(request, order_id)
     except Http404:
         raise ApiError(404, "ORDER_NOT_FOUND", f"Order {order_id} not found") from None
-
-
-# --- Flights -------------------------------------------------------------------------------
-
-
-def flight_json(flight: Flight) -> dict[str, Any]:
-    return {
-        "id": flight.id,
-        "flightNumber": flight.number,
-        "origin": flight.origin,
-        "destination": flight.destination,
-        "departureTime": iso(flight.departure_time),
-    }
-
-
-@api_view("GET")
-def flight_list(request: HttpRequest) -> JsonResponse:
-    rows = availability(list(upcoming_flights()))
-    return JsonResponse(
-        {
-            "flights": [
-                {**flight_json(a.flight), "totalSeats": a.total, "availableSeats": a.available} for a in rows
-            ]
-        }
-    )
-
-
-@api_view("GET")
-def flight_detail(request: HttpRequest, flight_id: str) -> JsonResponse:
-    flight = Flight.objects.filter(id=flight_id).first()
-    if flight is None:
-        return error(404, "FLIGHT_NOT_FOUND", f"Flight {flight_id} not found")
-    plan = seat_map(flight=flight)
-    return JsonResponse(
-        {
-            **flight_json(flight),
-            "totalSeats": flight.total_seats,
-            "availableSeats": plan.available,
-            "seatMap": {
-                "rows": flight.rows,
-                "seatsPerRow": flight.seats_per_row,
-                "layout": flight.cabin_layout,
-                "seats": [
-                    {"id": s.code, "row": s.row, "column": s.column, "status": s.status.value}
-                    for s in plan.seats
-                ],
-            },
-        }
-    )
 
 
 # --- Orders: each change a request kept under its Idempotency-Key ---------------------------
@@ -274,7 +133,7 @@ def order_seats(request: HttpRequest, order_id: str) -> JsonResponse:
 
     def change() -> BookingStatus:
         if "seats" not in body:
-            raise BookingRefused("VALIDATION_ERROR", '"seats" is required')
+            raise Refused("VALIDATION_ERROR", '"seats" is required')
         seats = validation.seat_list(body["seats"], flight=order.flight)
         return commands.change_seats(order=order, seats=seats, update_id=order_request.update_id)
 

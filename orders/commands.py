@@ -9,7 +9,7 @@ Every call is safe to repeat, because its Temporal ids are fixed before it is ma
 - each update carries an id (``FIRST_HOLD_UPDATE_ID`` for the first hold, the request's own
   for a seat change or a payment), and Temporal runs an update with a given id at most once.
 
-A call ends in one of four ways: the workflow's answer (a ``BookingStatus``); ``BookingRefused``
+A call ends in one of four ways: the workflow's answer (a ``BookingStatus``); ``Refused``
 (nothing changed); ``StillConfirming`` (handed over, its answer late: it may still happen); or
 ``ServiceUnavailable`` (Temporal unreachable: nothing was sent). See ``orders.errors``.
 """
@@ -39,30 +39,26 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from common.errors import Refused
 from flights.models import Flight
-from orders import ownership, requests
-from orders.errors import (
-    SERVICE_UNAVAILABLE,
-    SERVICE_UNAVAILABLE_CODE,
-    BookingRefused,
-    ServiceUnavailable,
-    StillConfirming,
-)
-from orders.models import Order, OrderRequest, OrderState, RequestKind, RequestState
-from temporal_worker import client as temporal_client
-from temporal_worker.client import TemporalUnreachable
-from temporal_worker.shared import (
+from orders import ownership, requests, temporal_client
+from orders.booking import (
+    WORKFLOW,
     BookingInput,
     BookingStatus,
     CancelRequest,
     ErrorType,
     Messages,
     PaymentRequest,
+    Queries,
     SeatSelection,
+    Signals,
     State,
-    editable_refusal,
+    Updates,
 )
-from temporal_worker.workflows import BookingWorkflow
+from orders.errors import SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE_CODE, ServiceUnavailable, StillConfirming
+from orders.models import Order, OrderRequest, RequestKind, RequestState
+from orders.temporal_client import TemporalUnreachable
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -119,7 +115,7 @@ def create_order(
     session.save()
     try:
         return hold_first_seats(order=order)
-    except (BookingRefused, ServiceUnavailable):
+    except (Refused, ServiceUnavailable):
         ownership.forget(session, order.id)
         discard(order)
         raise
@@ -127,7 +123,7 @@ def create_order(
 
 def new_order(*, flight: Flight, seats: list[str]) -> Order:
     """The order's row, written before Temporal hears of it (CREATED, with the seats asked for)."""
-    return Order.objects.create(id=new_order_id(), flight=flight, state=OrderState.CREATED, seats=seats)
+    return Order.objects.create(id=new_order_id(), flight=flight, state=State.CREATED, seats=seats)
 
 
 def discard(order: Order) -> None:
@@ -149,7 +145,7 @@ def hold_first_seats(*, order: Order) -> BookingStatus:
 
     async def operation(client: Client) -> BookingStatus:
         start = WithStartWorkflowOperation(
-            BookingWorkflow.run,
+            WORKFLOW,
             booking_input(order_id=order.id, flight_id=order.flight_id),
             id=order.workflow_id,
             task_queue=settings.TEMPORAL_TASK_QUEUE,
@@ -158,10 +154,11 @@ def hold_first_seats(*, order: Order) -> BookingStatus:
         )
         try:
             return await client.execute_update_with_start_workflow(
-                BookingWorkflow.hold_seats,
+                Updates.HOLD_SEATS,
                 SeatSelection(seats=list(order.seats)),
                 start_workflow_operation=start,
                 id=FIRST_HOLD_UPDATE_ID,
+                result_type=BookingStatus,
                 rpc_timeout=_rpc_timeout(),
             )
         except WorkflowAlreadyStartedError:
@@ -186,29 +183,20 @@ def _consume_start_outcome(start: WithStartWorkflowOperation[Any, Any]) -> None:
 
 def ensure_changeable(order: Order) -> None:
     """Refuse at once what the order's row already says the workflow would refuse."""
-    if order.state == OrderState.CREATED:
-        raise BookingRefused(
-            ErrorType.ORDER_PENDING, "We are still confirming your seats: try again in a moment."
-        )
-    refusal = editable_refusal(
-        state=State(order.state), hold_expires_at=order.hold_expires_at, now=timezone.now()
-    )
-    if refusal is not None:
-        raise BookingRefused(*refusal)
+    if (refusal := order.why_unchangeable()) is not None:
+        raise Refused(*refusal)
 
 
 def change_seats(*, order: Order, seats: list[str], update_id: str) -> BookingStatus:
     """Hold exactly ``seats`` for the order and reset its timer (the ``hold_seats`` update)."""
     ensure_changeable(order)
-    return _update(order, BookingWorkflow.hold_seats, SeatSelection(seats=seats), update_id)
+    return _update(order, Updates.HOLD_SEATS, SeatSelection(seats=seats), update_id)
 
 
 def submit_payment(*, order: Order, payment_code: str, update_id: str) -> BookingStatus:
     """Hand the payment code to the workflow; it answers at once and pays in the background."""
     ensure_changeable(order)
-    return _update(
-        order, BookingWorkflow.submit_payment, PaymentRequest(payment_code=payment_code), update_id
-    )
+    return _update(order, Updates.SUBMIT_PAYMENT, PaymentRequest(payment_code=payment_code), update_id)
 
 
 def cancel_order(*, order: Order, reason: str = Messages.CANCELLED_BY_CUSTOMER) -> BookingStatus:
@@ -218,22 +206,22 @@ def cancel_order(*, order: Order, reason: str = Messages.CANCELLED_BY_CUSTOMER) 
     abandoned too: whichever reaches the workflow first, the cancel or the first hold, the
     booking ends holding nothing. ``REJECT_DUPLICATE`` keeps an ended booking ended.
     """
-    if order.state != OrderState.CREATED:
+    if order.state != State.CREATED:
         ensure_changeable(order)
-    if order.state in (OrderState.PAYMENT_PENDING, OrderState.PAYMENT_PROCESSING):
-        raise BookingRefused(
+    if order.state in (State.PAYMENT_PENDING, State.PAYMENT_PROCESSING):
+        raise Refused(
             ErrorType.ORDER_NOT_EDITABLE, "A payment is under way: the order can no longer be cancelled"
         )
 
     async def operation(client: Client) -> None:
         with contextlib.suppress(WorkflowAlreadyStartedError):  # ended already: the row says how
             await client.start_workflow(
-                BookingWorkflow.run,
+                WORKFLOW,
                 booking_input(order_id=order.id, flight_id=order.flight_id),
                 id=order.workflow_id,
                 task_queue=settings.TEMPORAL_TASK_QUEUE,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                start_signal="cancel",
+                start_signal=Signals.CANCEL,
                 start_signal_args=[CancelRequest(reason=reason)],
                 rpc_timeout=_rpc_timeout(),
             )
@@ -247,17 +235,19 @@ def live_status(*, order: Order) -> BookingStatus:
 
     async def operation(client: Client) -> BookingStatus:
         return await client.get_workflow_handle(order.workflow_id).query(
-            BookingWorkflow.get_status, rpc_timeout=_rpc_timeout()
+            Queries.GET_STATUS, result_type=BookingStatus, rpc_timeout=_rpc_timeout()
         )
 
     return _deliver(operation, order=order)
 
 
-def _update(order: Order, update: Any, argument: Any, update_id: str) -> BookingStatus:
+def _update(order: Order, update: str, argument: Any, update_id: str) -> BookingStatus:
     async def operation(client: Client) -> BookingStatus:
         handle = client.get_workflow_handle(order.workflow_id)
         try:
-            return await handle.execute_update(update, argument, id=update_id, rpc_timeout=_rpc_timeout())
+            return await handle.execute_update(
+                update, argument, id=update_id, result_type=BookingStatus, rpc_timeout=_rpc_timeout()
+            )
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -296,7 +286,7 @@ def _deliver(operation: Callable[[Client], Awaitable[T]], *, order: Order) -> T:
             # The workflow ended, and the update never ran in it: the row says how it ended.
             order.refresh_from_db()
             ensure_changeable(order)
-            raise BookingRefused(
+            raise Refused(
                 ErrorType.ORDER_NOT_EDITABLE, "This booking has ended: it can no longer be changed"
             ) from error
         _log_outage("Temporal did not answer; the request may still be carried out", error, order)
@@ -306,12 +296,12 @@ def _deliver(operation: Callable[[Client], Awaitable[T]], *, order: Order) -> T:
         raise StillConfirming from error
 
 
-def _refusal(error: WorkflowUpdateFailedError) -> BookingRefused:
+def _refusal(error: WorkflowUpdateFailedError) -> Refused:
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type in CUSTOMER_REFUSALS:
         seats = cause.details[0] if cause.details and isinstance(cause.details[0], list) else []
-        return BookingRefused(cause.type, cause.message, seats=seats)
-    return BookingRefused(SERVICE_UNAVAILABLE_CODE, SERVICE_UNAVAILABLE)
+        return Refused(cause.type, cause.message, seats=seats)
+    return Refused(SERVICE_UNAVAILABLE_CODE, SERVICE_UNAVAILABLE)
 
 
 def _log_outage(what: str, error: BaseException, order: Order) -> None:
@@ -384,7 +374,7 @@ def settle(request: OrderRequest) -> None:
             status = cancel_order(order=order)
         else:
             status = _deliver(_outcome_or_none(order, request.update_id), order=order)
-    except BookingRefused as refusal:
+    except Refused as refusal:
         requests.finish_settled(request, refusal=refusal)
     except (StillConfirming, ServiceUnavailable):
         pass  # still not known: the next look tries again

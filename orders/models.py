@@ -3,22 +3,10 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
-from flights.models import Flight, Seat
-from temporal_worker.shared import ACTIVE_STATES, TERMINAL_STATES, workflow_id_for
-
-
-class OrderState(models.TextChoices):
-    """The PRD's order states (see temporal_worker/shared.py for the transitions)."""
-
-    CREATED = "CREATED", "Created"
-    SEATS_RESERVED = "SEATS_RESERVED", "Seats reserved"
-    PAYMENT_PENDING = "PAYMENT_PENDING", "Payment pending"
-    PAYMENT_PROCESSING = "PAYMENT_PROCESSING", "Payment processing"
-    CONFIRMED = "CONFIRMED", "Confirmed"
-    FAILED = "FAILED", "Failed"
-    EXPIRED = "EXPIRED", "Expired"
-    CANCELLED = "CANCELLED", "Cancelled"
+from flights.models import Flight
+from orders.booking import ACTIVE_STATES, TERMINAL_STATES, ErrorType, State, editable_refusal, workflow_id_for
 
 
 class Order(models.Model):
@@ -32,9 +20,7 @@ class Order(models.Model):
 
     id = models.CharField(primary_key=True, max_length=40)
     flight = models.ForeignKey(Flight, on_delete=models.PROTECT, related_name="orders")
-    state = models.CharField(
-        max_length=20, choices=OrderState.choices, default=OrderState.CREATED, db_index=True
-    )
+    state = models.CharField(max_length=20, choices=State.choices(), default=State.CREATED, db_index=True)
     seats = ArrayField(models.CharField(max_length=4), default=list)
     hold_expires_at = models.DateTimeField(null=True, blank=True)
     payment_attempts = models.PositiveSmallIntegerField(default=0)
@@ -47,7 +33,9 @@ class Order(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(id__regex=r"^ord-[0-9a-z]{16,}$"), name="order_id_format"),
-            models.CheckConstraint(condition=Q(state__in=OrderState.values), name="order_state_known"),
+            models.CheckConstraint(
+                condition=Q(state__in=[state.value for state in State]), name="order_state_known"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -69,13 +57,23 @@ class Order(models.Model):
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
 
+    def why_unchangeable(self) -> tuple[str, str] | None:
+        """Why the order's seats and payment cannot change now (an ``ErrorType`` and a message), or
+        None while they can: the workflow's own rule (``booking.editable_refusal``) read off the
+        row, and an order whose creation is still being confirmed has nothing to change yet."""
+        if self.state == State.CREATED:
+            return ErrorType.ORDER_PENDING, "We are still confirming your seats: try again in a moment."
+        return editable_refusal(
+            state=State(self.state), hold_expires_at=self.hold_expires_at, now=timezone.now()
+        )
+
 
 class OrderEvent(models.Model):
     """One state transition of an order, as the workflow made it (its history for operators)."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     version = models.PositiveIntegerField()
-    state = models.CharField(max_length=20, choices=OrderState.choices)
+    state = models.CharField(max_length=20, choices=State.choices())
     at = models.DateTimeField()
     seats = ArrayField(models.CharField(max_length=4), default=list)
     detail = models.TextField(blank=True)
@@ -88,22 +86,6 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} v{self.version} {self.state}"
-
-
-class BookedSeat(models.Model):
-    """A sold seat. The unique (flight, seat) constraint is what makes a double booking
-    impossible, whatever happens to the Redis holds."""
-
-    flight = models.ForeignKey(Flight, on_delete=models.PROTECT, related_name="booked_seats")
-    seat = models.ForeignKey(Seat, on_delete=models.PROTECT, related_name="bookings")
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="booked_seats")
-    booked_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["flight", "seat"], name="one_booking_per_seat")]
-
-    def __str__(self) -> str:
-        return f"{self.flight_id} {self.seat.code} → {self.order_id}"
 
 
 class RequestKind(models.TextChoices):

@@ -9,7 +9,8 @@ from django.http import Http404, HttpRequest
 from django.utils import timezone
 
 from flights.models import Flight
-from orders.models import Order, OrderState
+from orders.booking import State
+from orders.models import Order
 
 SESSION_KEY = "order_ids"
 MAX_REMEMBERED = 50
@@ -53,10 +54,7 @@ def live_order_on(request: HttpRequest, flight: Flight) -> Order | None:
         return None
     return (
         Order.objects.filter(id__in=order_ids, flight=flight)
-        .filter(
-            Q(state=OrderState.SEATS_RESERVED, hold_expires_at__gt=timezone.now())
-            | Q(state=OrderState.CREATED)
-        )
+        .filter(Q(state=State.SEATS_RESERVED, hold_expires_at__gt=timezone.now()) | Q(state=State.CREATED))
         .order_by("-created_at")
         .first()
     )

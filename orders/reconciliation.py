@@ -10,12 +10,12 @@ from django.utils import timezone
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from orders import commands
-from orders.errors import BookingRefused, ServiceUnavailable, StillConfirming
-from orders.models import Order, OrderRequest, OrderState, RequestState
-from orders.services import record_order, release_seats
-from temporal_worker import client as temporal_client
-from temporal_worker.shared import ACTIVE_STATES, Messages, OrderRecord, State
+from common.errors import Refused
+from orders import commands, temporal_client
+from orders.booking import ACTIVE_STATES, Messages, OrderRecord, State
+from orders.bookkeeping import record_order, release_seats
+from orders.errors import ServiceUnavailable, StillConfirming
+from orders.models import Order, OrderRequest, RequestState
 
 
 def reconcile_orders(*, idle_for: timedelta = timedelta(minutes=5)) -> list[str]:
@@ -32,7 +32,7 @@ def reconcile_orders(*, idle_for: timedelta = timedelta(minutes=5)) -> list[str]
     for request in _open_requests(older_than=idle_for):
         commands.settle(request)
     for order in _unconfirmed_orders(older_than=idle_for):
-        with contextlib.suppress(BookingRefused, StillConfirming, ServiceUnavailable):
+        with contextlib.suppress(Refused, StillConfirming, ServiceUnavailable):
             commands.hold_first_seats(order=order)  # what its customer asked for; at most once
     closed = []
     idle = Order.objects.filter(
@@ -76,7 +76,7 @@ def _unconfirmed_orders(*, older_than: timedelta) -> list[Order]:
     """Orders still CREATED, with no request left to settle (their first hold never answered)."""
     open_states = [RequestState.UNKNOWN, RequestState.RUNNING]
     return list(
-        Order.objects.filter(state=OrderState.CREATED, created_at__lt=timezone.now() - older_than).exclude(
+        Order.objects.filter(state=State.CREATED, created_at__lt=timezone.now() - older_than).exclude(
             requests__state__in=open_states
         )
     )

@@ -3,7 +3,7 @@
 Every request that creates or changes an order (the JSON API's POST, PUT and DELETE, and the
 pages' forms) is kept as an ``OrderRequest`` before Temporal hears of it, scoped to the browser
 session and, when the client sent one, to its ``Idempotency-Key`` (the IETF draft; Stripe's
-convention; its format is checked by ``booking_site.inputs.idempotency_key``):
+convention; its format is checked by ``common.inputs.idempotency_key``):
 
 - the same key with the same body answers the stored outcome, without acting again;
 - the same key with another body is refused (``KeyReused``: 422);
@@ -31,10 +31,11 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from orders.errors import SERVICE_UNAVAILABLE_CODE, BookingRefused, ServiceUnavailable, StillConfirming
+from common.errors import Refused
+from orders import temporal_client
+from orders.booking import BookingStatus, State
+from orders.errors import SERVICE_UNAVAILABLE_CODE, ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderRequest, RequestKind, RequestState
-from temporal_worker import client as temporal_client
-from temporal_worker.shared import BookingStatus, State
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class Result:
 
     request: OrderRequest
     status: BookingStatus | None = None  # answered by the workflow
-    refusal: BookingRefused | None = None  # refused: nothing changed
+    refusal: Refused | None = None  # refused: nothing changed
     pending: bool = False  # handed to Temporal, not answered yet (202)
     unavailable: bool = False  # Temporal unreachable: nothing was sent (503)
 
@@ -142,7 +143,7 @@ def carry_out(request: OrderRequest, action: Callable[[], BookingStatus]) -> Res
         return stored_result(request)
     try:
         status = action()
-    except BookingRefused as refusal:
+    except Refused as refusal:
         _finish(request, _state_after(refusal), {"refused": _refusal_json(refusal)})
         return Result(request, refusal=refusal)
     except StillConfirming:
@@ -162,9 +163,7 @@ def stored_result(request: OrderRequest) -> Result:
     refused = outcome.get("refused", {})
     return Result(
         request,
-        refusal=BookingRefused(
-            refused.get("code", ""), refused.get("message", ""), seats=refused.get("seats", [])
-        ),
+        refusal=Refused(refused.get("code", ""), refused.get("message", ""), seats=refused.get("seats", [])),
     )
 
 
@@ -172,7 +171,7 @@ def finish_settled(
     request: OrderRequest,
     *,
     status: BookingStatus | None = None,
-    refusal: BookingRefused | None = None,
+    refusal: Refused | None = None,
     lost: bool = False,
 ) -> None:
     """Keep the outcome of a request learnt after its answer (commands.settle)."""
@@ -184,7 +183,7 @@ def finish_settled(
         _finish(request, RequestState.DONE, {"answered": _status_json(status)})
 
 
-def _state_after(refusal: BookingRefused) -> RequestState:
+def _state_after(refusal: Refused) -> RequestState:
     """A refusal is the request's final answer, but for "temporarily unavailable": that changed
     nothing, and a retry with the same key is carried out again (LOST)."""
     return RequestState.LOST if refusal.code == SERVICE_UNAVAILABLE_CODE else RequestState.DONE
@@ -211,7 +210,7 @@ def _finish(request: OrderRequest, state: RequestState, outcome: dict[str, Any] 
         )
 
 
-def _refusal_json(refusal: BookingRefused) -> dict[str, Any]:
+def _refusal_json(refusal: Refused) -> dict[str, Any]:
     return {"code": refusal.code, "message": refusal.message, "seats": refusal.seats}
 
 

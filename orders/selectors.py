@@ -1,4 +1,5 @@
-"""What an order's page shows, computed in one place so that templates hold no rules."""
+"""What an order's page shows, computed in one place so that templates hold no rules: every flag
+and every text the template prints is decided here, from the order's row and its requests."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from flights.selectors import SeatMap, seat_map
+from flights.inventory import SeatMap, seat_map
 from orders import requests
-from orders.models import Order, OrderRequest, OrderState, RequestKind, RequestState
+from orders.booking import PAYING_STATES, State
+from orders.models import Order, OrderRequest, RequestKind, RequestState
 
 # While a request's outcome is not known yet (it was answered "still confirming"), the page
 # says so, instead of showing an error or pretending nothing happened.
@@ -33,22 +35,48 @@ class Banner:
 
 
 @dataclass(frozen=True)
+class Countdown:
+    running: bool  # the browser ticks it, from expires_at and the server's time
+    note: str  # what it says when it does not run (or before the first tick)
+    shows_zero: bool  # the hold has just run out: 00:00 while the seats are released
+
+
+class PaymentPanel:
+    """What the payment panel offers."""
+
+    FORM = "form"  # the code form, and "Release my seats"
+    CANCEL_ONLY = "cancel-only"  # the order is still being confirmed: it can only be abandoned
+    NOTE = "note"  # a sentence: validating, paid, nothing to pay
+
+
+@dataclass(frozen=True)
 class OrderPage:
     order: Order
     seat_map: SeatMap
     banner: Banner | None
+    countdown: Countdown
     can_change_seats: bool
-    can_pay: bool
+    payment_panel: str
+    payment_note: str
     polling: bool  # False once the order is final: the poll answers 286 and stops
     expires_at: datetime | None
     server_time: datetime
-    max_attempts: int
+    seats_title: str
+    offer_choose_again: bool  # it ended without a sale: back to the seat map
+    offer_book_another: bool  # it is booked: back to the flights
     waiting_for: str | None = None  # the kind of request still being confirmed
-    can_cancel: bool = False
 
     @property
-    def countdown_running(self) -> bool:
-        return self.can_change_seats and self.expires_at is not None
+    def can_pay(self) -> bool:
+        return self.payment_panel == PaymentPanel.FORM
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.payment_panel in (PaymentPanel.FORM, PaymentPanel.CANCEL_ONLY)
+
+    @property
+    def cancel_label(self) -> str:
+        return "Release my seats" if self.can_pay else "Cancel this booking"
 
     @property
     def fingerprint(self) -> str:
@@ -58,7 +86,7 @@ class OrderPage:
             order.version,
             order.payment_attempts,
             self.seat_map.fingerprint,
-            int(self.countdown_running),
+            int(self.countdown.running),
             self.waiting_for or "-",
             self.banner.text if self.banner else "-",
         )
@@ -80,13 +108,13 @@ def banner_for(
     state = order.state
     if waiting is not None and not order.is_terminal:
         return Banner("progress", PENDING_TEXT[RequestKind(waiting.kind)], busy=True)
-    if state == OrderState.CREATED:
+    if state == State.CREATED:
         return Banner("progress", PENDING_TEXT[RequestKind.CREATE], busy=True)
     if last is not None and last.state == RequestState.LOST and not order.is_terminal:
         return Banner("error", LOST_TEXT)
-    if state == OrderState.SEATS_RESERVED and _hold_passed(order):
+    if state == State.SEATS_RESERVED and _hold_passed(order):
         return Banner("expired", "Time is up: releasing your seats…", busy=True)
-    if state in (OrderState.PAYMENT_PENDING, OrderState.PAYMENT_PROCESSING):
+    if state in PAYING_STATES:
         attempt = order.payment_attempts
         if attempt >= 2:
             of = settings.PAYMENT_MAX_RETRIES
@@ -94,38 +122,92 @@ def banner_for(
                 "retry", f"Payment validation failed. Retrying (attempt {attempt} of {of})...", busy=True
             )
         return Banner("progress", "Validating payment...", busy=True)
-    if state == OrderState.CONFIRMED:
+    if state == State.CONFIRMED:
         seats, number = ", ".join(order.seats), order.flight.number
         return Banner(
             "success", f"Booking confirmed! Order #{order.display_id}. Seats {seats} on Flight {number}"
         )
-    if state == OrderState.FAILED:
+    if state == State.FAILED:
         return Banner("error", order.last_error or "The booking failed. Your seats have been released.")
-    if state == OrderState.EXPIRED:
+    if state == State.EXPIRED:
         return Banner("expired", "Your seat hold expired and the seats were released.")
-    if state == OrderState.CANCELLED:
+    if state == State.CANCELLED:
         return Banner("expired", order.last_error or "This order was cancelled and its seats released.")
     return None
+
+
+def countdown_for(order: Order, *, live: bool) -> Countdown:
+    state = order.state
+    if live and order.hold_expires_at is not None:
+        return Countdown(running=True, note="Your seats are held until the timer runs out.", shows_zero=False)
+    if state == State.SEATS_RESERVED and _hold_passed(order):
+        return Countdown(running=False, note="Time is up: your seats are being released.", shows_zero=True)
+    notes = {
+        State.CREATED: "The timer starts once your seats are confirmed.",
+        State.SEATS_RESERVED: "The timer restarts once your change is confirmed.",
+        State.CONFIRMED: "Your seats are booked.",
+    }
+    if state in PAYING_STATES:
+        return Countdown(False, "The hold is paused while your payment is validated.", False)
+    return Countdown(False, notes.get(State(state), "No seats are held."), False)
+
+
+def payment_panel_for(order: Order, *, live: bool, waiting: OrderRequest | None) -> tuple[str, str]:
+    """What the payment panel offers, and the sentence it says when it offers no form."""
+    if live:
+        return PaymentPanel.FORM, ""
+    if order.state == State.CREATED and (waiting is None or waiting.kind != RequestKind.CANCEL):
+        return PaymentPanel.CANCEL_ONLY, "You can pay once your seats are confirmed."
+    if order.state in PAYING_STATES or (waiting is not None and waiting.kind == RequestKind.PAY):
+        return PaymentPanel.NOTE, "Validating your code. You can leave this page open; it updates by itself."
+    if order.state == State.CONFIRMED:
+        return PaymentPanel.NOTE, "Paid."
+    return PaymentPanel.NOTE, "Nothing to pay."
 
 
 def order_page(*, order: Order) -> OrderPage:
     waiting = requests.open_request(order)
     last = requests.last_request(order) if waiting is None else waiting
-    live = order.state == OrderState.SEATS_RESERVED and not _hold_passed(order) and waiting is None
+    live = order.why_unchangeable() is None and waiting is None
+    panel, note = payment_panel_for(order, live=live, waiting=waiting)
+    ended_unsold = order.is_terminal and order.state != State.CONFIRMED
     return OrderPage(
         order=order,
         seat_map=seat_map(flight=order.flight, order_id=order.id if order.is_active else None),
         banner=banner_for(order, waiting, last),
+        countdown=countdown_for(order, live=live),
         can_change_seats=live,
-        can_pay=live,
+        payment_panel=panel,
+        payment_note=note,
         polling=not order.is_terminal,
         expires_at=order.hold_expires_at,
         server_time=timezone.now(),
-        max_attempts=settings.PAYMENT_MAX_RETRIES,
+        seats_title="Seats you had chosen" if ended_unsold else "Your seats",
+        offer_choose_again=ended_unsold,
+        offer_book_another=order.state == State.CONFIRMED,
         waiting_for=waiting.kind if waiting else None,
-        can_cancel=live
-        or (order.state == OrderState.CREATED and (waiting is None or waiting.kind != RequestKind.CANCEL)),
     )
+
+
+@dataclass(frozen=True)
+class OrderOnFlight:
+    """What a flight's seat map says of the order this session has on it."""
+
+    order: Order
+    note: str
+    link_text: str
+
+
+def order_on_flight(order: Order | None) -> OrderOnFlight | None:
+    if order is None:
+        return None
+    seats = ", ".join(order.seats)
+    if order.state == State.CREATED:
+        return OrderOnFlight(
+            order, f"We are still confirming {seats} for you on this flight.", "See your booking"
+        )
+    note = f"You are holding {seats} on this flight. Seats you pick here are added to that order."
+    return OrderOnFlight(order, note, "Continue your booking")
 
 
 def toggled(seats: list[str], seat: str) -> list[str]:

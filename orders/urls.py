@@ -4,6 +4,7 @@ from orders import views
 
 app_name = "orders"
 urlpatterns = [
+    path("flights/<flight_id:flight_id>/", views.choose_seats, name="choose-seats"),
     path("flights/<flight_id:flight_id>/hold", views.start, name="start"),
     path("orders/<order_id:order_id>/", views.detail, name="detail"),
     path("orders/<order_id:order_id>/seats", views.toggle_seat, name="seats"),

@@ -1,41 +1,39 @@
 """Checks on what a customer asks for, shared by the JSON API and the pages: the values come
-from ``booking_site.inputs``; these are the rules of the booking (the flight exists and has not
+from ``common.inputs``; these are the rules of the booking (the flight exists and has not
 left, the seats are on it)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
-from booking_site import inputs
+from common import inputs
+from common.errors import Refused
+from flights.inventory import seat_codes
 from flights.models import Flight
-from flights.selectors import seat_codes
-from orders.errors import BookingRefused
 
 
 def bookable(flight: Flight) -> None:
     """A flight that has departed takes no new order."""
     if flight.has_departed:
-        raise BookingRefused("FLIGHT_DEPARTED", f"Flight {flight.number} has already departed")
+        raise Refused("FLIGHT_DEPARTED", f"Flight {flight.number} has already departed")
 
 
 def seat_list(value: object, *, flight: Flight) -> list[str]:
     """A non-empty list of distinct seat codes of this flight, normalised to upper case."""
     if not isinstance(value, list):
-        raise BookingRefused(
-            "VALIDATION_ERROR", '"seats" must be a list of seat codes such as ["12A", "12B"]'
-        )
+        raise Refused("VALIDATION_ERROR", '"seats" must be a list of seat codes such as ["12A", "12B"]')
     seats = [inputs.seat_text(item) for item in value]
     if not seats:
-        raise BookingRefused("VALIDATION_ERROR", "Choose at least one seat")
+        raise Refused("VALIDATION_ERROR", "Choose at least one seat")
     if len(seats) > settings.MAX_SEATS_PER_ORDER:
-        raise BookingRefused("VALIDATION_ERROR", f"At most {settings.MAX_SEATS_PER_ORDER} seats per order")
+        raise Refused("VALIDATION_ERROR", f"At most {settings.MAX_SEATS_PER_ORDER} seats per order")
     if duplicates := sorted({seat for seat in seats if seats.count(seat) > 1}):
-        raise BookingRefused("VALIDATION_ERROR", f"Seat {', '.join(duplicates)} is listed more than once")
+        raise Refused("VALIDATION_ERROR", f"Seat {', '.join(duplicates)} is listed more than once")
     malformed = [seat for seat in seats if not inputs.is_seat_code(seat)]
     unknown = malformed or [seat for seat in seats if seat not in seat_codes(flight=flight)]
     if unknown:
         noun = "Seat" if len(unknown) == 1 else "Seats"
-        raise BookingRefused(
+        raise Refused(
             "UNKNOWN_SEATS",
             f"{noun} {', '.join(unknown)} not on flight {flight.number}",
             seats=unknown,
@@ -48,8 +46,8 @@ def new_order(body: dict[str, object]) -> tuple[Flight, list[str]]:
     flight_id = inputs.flight_id(body.get("flightId"))
     flight = Flight.objects.filter(id=flight_id).first()
     if flight is None:
-        raise BookingRefused("FLIGHT_NOT_FOUND", f"Flight {flight_id} not found")
+        raise Refused("FLIGHT_NOT_FOUND", f"Flight {flight_id} not found")
     bookable(flight)
     if "seats" not in body:
-        raise BookingRefused("VALIDATION_ERROR", '"seats" is required')
+        raise Refused("VALIDATION_ERROR", '"seats" is required')
     return flight, seat_list(body["seats"], flight=flight)

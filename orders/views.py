@@ -16,18 +16,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
-from booking_site import inputs
+from common import inputs
+from common.errors import Refused
+from flights.inventory import seat_map
 from flights.models import Flight
-from flights.selectors import seat_map
 from orders import commands, ownership, requests, validation
-from orders.errors import BookingRefused
+from orders.booking import BookingStatus
 from orders.models import Order, OrderRequest, RequestKind
 from orders.requests import Result
-from orders.selectors import order_page, toggled
+from orders.selectors import order_on_flight, order_page, toggled
 from orders.templatetags.booking_forms import FIELD as KEY_FIELD
-from temporal_worker.shared import BookingStatus
 
 PAGE = "orders/order_detail.html"
+SEAT_MAP_PAGE = "orders/choose_seats.html"
 UNREACHABLE = (
     "The booking service cannot be reached right now, so nothing was changed. Please try again in a moment."
 )
@@ -76,17 +77,32 @@ def _problem(result: Result) -> str | None:
     return None
 
 
-def _answer(
-    request: HttpRequest, order: Order, *, error: str | None, fragment: str, **context: object
-) -> HttpResponse:
+def _answer(request: HttpRequest, order: Order, *, error: str | None, **context: object) -> HttpResponse:
     """Answer a form on the order's page: a plain post goes back to the page (the error, if any,
-    as a message); under HTMX, the fragment the action changed, rendered from the fresh row."""
+    as a message); under HTMX, the page's live part, rendered from the fresh row."""
     order.refresh_from_db()
     if not request.htmx:
         if error:
             messages.error(request, error)
         return redirect("orders:detail", order_id=order.id)
-    return render(request, f"{PAGE}#{fragment}", {"page": order_page(order=order), **context})
+    return render(request, f"{PAGE}#live", {"page": order_page(order=order), **context})
+
+
+UNCHANGED = 204  # htmx swaps nothing: the seat map (and the keyboard focus in it) stays
+
+
+@require_GET
+def choose_seats(request: HttpRequest, flight_id: str) -> HttpResponse:
+    """A flight's seat map, where a booking starts: full page, or the polled map under HTMX. A
+    customer who already holds seats on it sees them as theirs, and the seats they click are
+    added to that order."""
+    flight = get_object_or_404(Flight, id=flight_id)
+    order = ownership.live_order_on(request, flight)
+    plan = seat_map(flight=flight, order_id=order.id if order else None)
+    if request.htmx and request.GET.get("v") == plan.fingerprint:
+        return HttpResponse(status=UNCHANGED)
+    template = f"{SEAT_MAP_PAGE}#seat-map" if request.htmx else SEAT_MAP_PAGE
+    return render(request, template, {"flight": flight, "plan": plan, "yours": order_on_flight(order)})
 
 
 @require_POST
@@ -119,10 +135,15 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
     except FormRefused as refusal:
         if request.htmx:
             plan = seat_map(flight=flight, order_id=order.id if order else None)
-            context = {"flight": flight, "plan": plan, "order": order, "message": refusal.message}
-            return render(request, "flights/flight_detail.html#seat-map", context)
+            context = {
+                "flight": flight,
+                "plan": plan,
+                "yours": order_on_flight(order),
+                "message": refusal.message,
+            }
+            return render(request, f"{SEAT_MAP_PAGE}#seat-map", context)
         messages.error(request, refusal.message)
-        return redirect("flights:detail", flight_id=flight.id)
+        return redirect("orders:choose-seats", flight_id=flight.id)
     target = result.order or order
     assert target is not None  # a create made one; a change had one
     return _go(request, reverse("orders:detail", args=[target.id]))
@@ -130,7 +151,8 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
 
 @require_GET
 def detail(request: HttpRequest, order_id: str) -> HttpResponse:
-    """The order's page; with ?poll, the fragments that changed (286 once the order is final)."""
+    """The order's page; with ?poll, its live part when anything in it changed (204 when nothing
+    did, 286 once the order is final)."""
     order = ownership.get_owned_order(request, order_id)
     commands.settle_soon(order)
     page = order_page(order=order)
@@ -138,7 +160,7 @@ def detail(request: HttpRequest, order_id: str) -> HttpResponse:
         return render(request, PAGE, {"page": page})
     if page.polling and request.GET.get("v") == page.fingerprint:
         return HttpResponse(status=204)
-    live = render_to_string(f"{PAGE}#live", {"page": page, "oob": True}, request=request)
+    live = render_to_string(f"{PAGE}#live", {"page": page, "polled": True}, request=request)
     return HttpResponse(live) if page.polling else HttpResponseStopPolling(live)
 
 
@@ -160,7 +182,7 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
             messages.info(
                 request, "You dropped your last seat: the order was cancelled and the seat released."
             )
-            return _go(request, reverse("flights:detail", args=[order.flight_id]))
+            return _go(request, reverse("orders:choose-seats", args=[order.flight_id]))
         order_request = _claim(request, RequestKind.SEATS, order)
 
         def change() -> BookingStatus:
@@ -170,7 +192,7 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
         message = _problem(requests.carry_out(order_request, change))
     except FormRefused as refusal:
         message = refusal.message
-    return _answer(request, order, error=message, fragment="seat-panel", message=message, oob_countdown=True)
+    return _answer(request, order, error=message, message=message)
 
 
 @require_POST
@@ -188,9 +210,7 @@ def pay(request: HttpRequest, order_id: str) -> HttpResponse:
         error = _problem(requests.carry_out(order_request, submit))
     except FormRefused as refusal:
         error = refusal.message
-    return _answer(
-        request, order, error=error, fragment="after-payment", payment_error=error, payment_code=code
-    )
+    return _answer(request, order, error=error, payment_error=error, payment_code=code)
 
 
 @require_POST
@@ -203,10 +223,10 @@ def cancel(request: HttpRequest, order_id: str) -> HttpResponse:
         )
         if problem := _problem(result):
             raise FormRefused(problem)
-    except (FormRefused, BookingRefused) as refusal:
+    except (FormRefused, Refused) as refusal:
         messages.error(request, refusal.message)
         return _go(request, reverse("orders:detail", args=[order.id]))
     if result.pending:
         return _go(request, reverse("orders:detail", args=[order.id]))
     messages.info(request, "Your order was cancelled and its seats released.")
-    return _go(request, reverse("flights:detail", args=[order.flight_id]))
+    return _go(request, reverse("orders:choose-seats", args=[order.flight_id]))

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from booking_site.admin import ReadOnlyAdminMixin
+from common.admin import ReadOnlyAdminMixin
 from payments.models import PaymentAttempt
 
 

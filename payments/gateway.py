@@ -11,10 +11,8 @@ Any other code fails PAYMENT_FAILURE_RATE of the time after PAYMENT_LATENCY_MIN.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
-CODE_FORMAT = re.compile(r"[0-9]{5}")
 ALWAYS_SUCCEEDS = "00000"
 ALWAYS_FAILS = "99999"
 ALWAYS_TIMES_OUT = "88888"
@@ -23,10 +21,6 @@ TEST_CODES = {
     ALWAYS_FAILS: "always fails (all attempts run)",
     ALWAYS_TIMES_OUT: "always times out",
 }
-
-
-def is_valid_code(code: object) -> bool:
-    return isinstance(code, str) and CODE_FORMAT.fullmatch(code) is not None
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,14 @@ from payments.models import PaymentAttempt, PaymentOutcome
 TIMED_OUT_MESSAGE = "Payment validation timed out"
 
 
-def start_attempt(*, order_id: str, attempt: int, code: str) -> None:
-    """Record that an attempt started, and show it on the order at once (idempotent).
-
-    An earlier attempt still marked as validating was cut off by its timeout.
-    """
-    from orders.models import Order
-
+def start_attempt(*, order_id: str, attempt: int, code: str) -> bool:
+    """Record that an attempt started (idempotent). An earlier attempt still marked as validating
+    was cut off by its timeout: returns whether there was one."""
     now = timezone.now()
     with transaction.atomic():
         cut_off = PaymentAttempt.objects.filter(
             order_id=order_id, attempt__lt=attempt, outcome=PaymentOutcome.PENDING
         ).update(outcome=PaymentOutcome.TIMED_OUT, error=TIMED_OUT_MESSAGE, finished_at=now)
-        if cut_off:
-            Order.objects.filter(id=order_id).update(last_error=TIMED_OUT_MESSAGE)
         PaymentAttempt.objects.update_or_create(
             order_id=order_id,
             attempt=attempt,
@@ -35,19 +29,16 @@ def start_attempt(*, order_id: str, attempt: int, code: str) -> None:
                 "finished_at": None,
             },
         )
-        Order.objects.filter(id=order_id, payment_attempts__lt=attempt).update(payment_attempts=attempt)
+    return bool(cut_off)
 
 
-def finish_attempt(*, order_id: str, attempt: int, outcome: PaymentOutcome, error: str = "") -> None:
-    from orders.models import Order
-
-    with transaction.atomic():
-        # Only an attempt still validating: a late answer never rewrites a recorded outcome.
-        finished = PaymentAttempt.objects.filter(
-            order_id=order_id, attempt=attempt, outcome=PaymentOutcome.PENDING
-        ).update(outcome=outcome, error=error, finished_at=timezone.now())
-        if finished and error:
-            Order.objects.filter(id=order_id).update(last_error=error)
+def finish_attempt(*, order_id: str, attempt: int, outcome: PaymentOutcome, error: str = "") -> bool:
+    """Record how an attempt ended, unless it was recorded already (a late answer never rewrites
+    an outcome): returns whether this call recorded it."""
+    finished = PaymentAttempt.objects.filter(
+        order_id=order_id, attempt=attempt, outcome=PaymentOutcome.PENDING
+    ).update(outcome=outcome, error=error, finished_at=timezone.now())
+    return bool(finished)
 
 
 def close_open_attempts(*, order_id: str) -> None:

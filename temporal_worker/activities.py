@@ -1,4 +1,5 @@
-"""The activities: each a thin wrapper over a service, run on the worker's thread pool.
+"""The activities: each a thin wrapper over a service (``orders.bookkeeping``,
+``payments.services``, ``flights.inventory``), run on the worker's thread pool.
 
 Sync functions, because the services use the ORM: every call closes stale connections before
 and after (a thread must never reuse a connection another test or task broke), and each one is
@@ -13,15 +14,13 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from orders import services as order_services
-from payments import gateway
-from payments import services as payment_services
-from payments.models import PaymentOutcome
-from temporal_worker.shared import (
+from flights import inventory
+from orders import bookkeeping
+from orders.booking import (
     Activities,
     ErrorType,
     HoldSeatsInput,
@@ -32,6 +31,9 @@ from temporal_worker.shared import (
     PaymentResult,
     ReleaseSeatsInput,
 )
+from payments import gateway
+from payments import services as payment_services
+from payments.models import PaymentOutcome
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -61,10 +63,10 @@ def _with_database(function: Callable[P, R]) -> Callable[P, R]:
 def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
     """Hold all the seats or none, release the dropped ones, record the order. Idempotent."""
     try:
-        taken = order_services.hold_seats(
+        taken = bookkeeping.hold_seats(
             record=request.record, ttl_ms=int(request.ttl_seconds * 1000), release=request.release
         )
-    except order_services.UnknownSeats as error:
+    except inventory.UnknownSeats as error:
         raise ApplicationError(
             str(error), error.seats, type=ErrorType.UNKNOWN_SEATS, non_retryable=True
         ) from error
@@ -82,7 +84,7 @@ def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
 def release_seats(request: ReleaseSeatsInput) -> int:
     """Release what the order still holds (never another order's hold), then record the order if
     asked. Idempotent."""
-    released = order_services.release_seats(
+    released = bookkeeping.release_seats(
         order_id=request.order_id, flight_id=request.flight_id, seats=request.seats, record=request.record
     )
     logger.info("released %d seat holds", released, extra={"order_id": request.order_id})
@@ -93,7 +95,7 @@ def release_seats(request: ReleaseSeatsInput) -> int:
 @_with_database
 def record_order(record: OrderRecord) -> bool:
     """Record a state transition on the order's row, at most once per version."""
-    changed = order_services.record_order(record=record)
+    changed = bookkeeping.record_order(record=record)
     logger.info("order %s (v%d)", record.state.value, record.version, extra={"order_id": record.order_id})
     return changed
 
@@ -103,8 +105,8 @@ def record_order(record: OrderRecord) -> bool:
 def confirm_booking(record: OrderRecord) -> None:
     """Sell the seats and confirm in one transaction; the (flight, seat) constraint decides."""
     try:
-        order_services.confirm_booking(record=record)
-    except order_services.SeatsAlreadyBooked as error:
+        bookkeeping.confirm_booking(record=record)
+    except inventory.SeatsAlreadySold as error:
         raise ApplicationError(
             str(error), error.seats, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
         ) from error
@@ -125,34 +127,34 @@ def validate_payment(request: PaymentInput) -> PaymentResult:
     decline raises a retryable error; a timeout is Temporal's to enforce: while waiting for the
     gateway this heartbeats, and stops as soon as the attempt is cancelled.
     """
-    attempt = activity.info().attempt
+    order_id, attempt = request.order_id, activity.info().attempt
     with _database():
-        payment_services.start_attempt(order_id=request.order_id, attempt=attempt, code=request.payment_code)
+        cut_off = payment_services.start_attempt(
+            order_id=order_id, attempt=attempt, code=request.payment_code
+        )
+        error = payment_services.TIMED_OUT_MESSAGE if cut_off else None
+        bookkeeping.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)
     verdict = gateway.from_settings().verdict(request.payment_code)
     if _wait_for_gateway(verdict.latency_seconds):
-        with _database():
-            payment_services.finish_attempt(
-                order_id=request.order_id,
-                attempt=attempt,
-                outcome=PaymentOutcome.TIMED_OUT,
-                error=payment_services.TIMED_OUT_MESSAGE,
-            )
+        _finish_attempt(order_id, attempt, PaymentOutcome.TIMED_OUT, payment_services.TIMED_OUT_MESSAGE)
         raise ApplicationError(payment_services.TIMED_OUT_MESSAGE, type="PAYMENT_TIMED_OUT")
-    with _database():
-        if not verdict.approved:
-            payment_services.finish_attempt(
-                order_id=request.order_id,
-                attempt=attempt,
-                outcome=PaymentOutcome.FAILED,
-                error=Messages.PAYMENT_FAILED,
-            )
-            logger.info("payment attempt %d declined", attempt, extra={"order_id": request.order_id})
-            raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
-        payment_services.finish_attempt(
-            order_id=request.order_id, attempt=attempt, outcome=PaymentOutcome.SUCCEEDED
-        )
-    logger.info("payment attempt %d approved", attempt, extra={"order_id": request.order_id})
+    if not verdict.approved:
+        _finish_attempt(order_id, attempt, PaymentOutcome.FAILED, Messages.PAYMENT_FAILED)
+        logger.info("payment attempt %d declined", attempt, extra={"order_id": order_id})
+        raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
+    _finish_attempt(order_id, attempt, PaymentOutcome.SUCCEEDED, "")
+    logger.info("payment attempt %d approved", attempt, extra={"order_id": order_id})
     return PaymentResult(attempt=attempt)
+
+
+def _finish_attempt(order_id: str, attempt: int, outcome: PaymentOutcome, error: str) -> None:
+    """Record how the attempt ended, and show its error on the order (once: never a late answer)."""
+    with _database(), transaction.atomic():
+        finished = payment_services.finish_attempt(
+            order_id=order_id, attempt=attempt, outcome=outcome, error=error
+        )
+        if finished and error:
+            bookkeeping.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)
 
 
 def _wait_for_gateway(seconds: float) -> bool:

@@ -22,7 +22,7 @@ store writes give up after a few tries and undo what they may have done (the cal
 nothing changed); only the main loop waits out an outage.
 
 Deterministic by construction: no I/O, no clock but ``workflow.now()``, no randomness and no
-Django here. Every side effect is an activity, called by name (see ``shared.Activities``).
+Django here. Every side effect is an activity, called by name (see ``orders.booking.Activities``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from temporal_worker.shared import (
+from common.formats import is_payment_code
+from orders.booking import (
+    WORKFLOW,
     Activities,
     BookingInput,
     BookingStatus,
@@ -52,9 +54,12 @@ from temporal_worker.shared import (
     PaymentInput,
     PaymentRequest,
     PaymentResult,
+    Queries,
     ReleaseSeatsInput,
     SeatSelection,
+    Signals,
     State,
+    Updates,
     editable_refusal,
 )
 
@@ -115,7 +120,7 @@ class Saga:
 Write = Callable[[OrderRecord, RetryPolicy], Awaitable[None]]
 
 
-@workflow.defn
+@workflow.defn(name=WORKFLOW)
 class BookingWorkflow:
     @workflow.init
     def __init__(self, booking: BookingInput) -> None:
@@ -214,7 +219,7 @@ class BookingWorkflow:
                 timeout=deadline - workflow.now(),
             )
 
-    @workflow.update
+    @workflow.update(name=Updates.HOLD_SEATS)
     async def hold_seats(self, selection: SeatSelection) -> BookingStatus:
         """Hold exactly these seats: new ones taken, dropped ones released, the timer reset."""
         async with self._lock:
@@ -255,7 +260,7 @@ class BookingWorkflow:
         if len(set(seats)) != len(seats):
             raise ApplicationError("Each seat can be chosen only once", type=ErrorType.INVALID_SEATS)
 
-    @workflow.signal
+    @workflow.signal(name=Signals.CANCEL)
     def cancel(self, request: CancelRequest) -> None:
         """Let the seats go (the customer abandons the order, or an operator releases it).
         Ignored once payment has started: a payment under way is never cut off."""
@@ -264,7 +269,7 @@ class BookingWorkflow:
 
     # --- 3. Payment ---------------------------------------------------------------------
 
-    @workflow.update
+    @workflow.update(name=Updates.SUBMIT_PAYMENT)
     async def submit_payment(self, request: PaymentRequest) -> BookingStatus:
         """Accept a payment code and answer at once; the main loop runs the payment."""
         async with self._lock:
@@ -282,8 +287,7 @@ class BookingWorkflow:
     @submit_payment.validator
     def _validate_payment_request(self, request: PaymentRequest) -> None:
         self._ensure_editable()
-        code = request.payment_code
-        if not (isinstance(code, str) and len(code) == 5 and code.isascii() and code.isdigit()):
+        if not is_payment_code(request.payment_code):
             raise ApplicationError(
                 "The payment code must be exactly 5 digits", type=ErrorType.INVALID_PAYMENT_CODE
             )
@@ -427,7 +431,7 @@ class BookingWorkflow:
 
     # --- Queries and helpers ------------------------------------------------------------
 
-    @workflow.query
+    @workflow.query(name=Queries.GET_STATUS)
     def get_status(self) -> BookingStatus:
         return BookingStatus(
             order_id=self._booking.order_id,
@@ -440,7 +444,7 @@ class BookingWorkflow:
         )
 
     def _ensure_editable(self) -> None:
-        """Seats and payment can change only while the hold is live (``shared.editable_refusal``)."""
+        """Seats and payment can change only while the hold is live (``orders.booking.editable_refusal``)."""
         refusal = editable_refusal(
             state=self._state,
             hold_expires_at=self._hold_expires_at,

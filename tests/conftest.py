@@ -26,9 +26,9 @@ from devstack.ports import free_port
 from devstack.redis_server import start_redis
 from devstack.supervisor import Supervisor, command_for
 from devstack.temporal_server import start_temporal
+from flights import holds
 from flights.models import Flight
 from flights.services import seed_demo_flights
-from orders import holds
 from tests import contract
 from tests.helpers import ApiClient, wait_for
 
@@ -130,7 +130,7 @@ def answers_as_documented() -> Iterator[None]:
     contract.CHECKED.clear()
     yield
     found = list(contract.VIOLATIONS)
-    assert not found, "answers that orders/openapi.yaml does not describe:\n" + "\n".join(found)
+    assert not found, "answers that booking_site/openapi.yaml does not describe:\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="session")
@@ -181,7 +181,7 @@ def stack(
 
 def _terminate_running_workflows() -> None:
     """Stop the bookings a test left running, so that none writes into the next test."""
-    from temporal_worker import client as temporal_client
+    from orders import temporal_client
 
     async def terminate_all(client):  # type: ignore[no-untyped-def]
         query = f'TaskQueue="{TASK_QUEUE}" AND ExecutionStatus="Running"'

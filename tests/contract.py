@@ -1,4 +1,4 @@
-"""The test suite holds every answer of the JSON API to its OpenAPI document (orders/openapi.yaml).
+"""The test suite holds every answer of the JSON API to its OpenAPI document (booking_site/openapi.yaml).
 
 ``ContractMiddleware`` is installed (outermost) for the whole run, in the live server and in
 Django's test client alike; it checks each answer under ``/api/`` and ``/healthz`` with
@@ -26,7 +26,7 @@ from openapi_core import OpenAPI
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.testing import MockRequest, MockResponse
 
-from orders.openapi import document
+from booking_site.openapi import document
 
 VIOLATIONS: list[str] = []
 CHECKED: list[str] = []  # what was checked ("GET /api/flights -> 200"), for the tests of this check

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from orders import holds
+from flights import holds
 from orders.models import Order
 from tests.helpers import wait_for
 

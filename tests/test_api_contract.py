@@ -14,8 +14,8 @@ from django.urls import URLPattern, URLResolver
 from openapi_spec_validator import validate
 
 from booking_site import urls
+from booking_site.openapi import document
 from flights.services import seed_demo_flights
-from orders.openapi import document
 from tests import contract
 from tests.helpers import ApiClient
 

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from orders.models import BookedSeat, Order, OrderEvent
+from flights.models import BookedSeat
+from orders.models import Order, OrderEvent
 from payments.models import PaymentAttempt, PaymentOutcome
 from tests.helpers import wait_for
 

@@ -1,5 +1,6 @@
-"""The code stays as clean as the README promises: ruff (lint and format) and mypy on the
-workflow package, run by CI through `make test` like every other test."""
+"""The code stays as clean as the README promises: ruff (lint and format), mypy on the worker and
+the booking's contract, and the architecture's import rules (import-linter, pyproject.toml), run
+by CI through `make test` like every other test."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "temporal_worker"],
+        ["mypy", "temporal_worker", "orders/booking.py", "common"],
+        ["lint-imports"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "import-contracts"],
 )
 def test_the_code_is_lint_clean(command: list[str]) -> None:
     result = subprocess.run(

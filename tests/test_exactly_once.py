@@ -14,8 +14,10 @@ from datetime import timedelta
 
 import pytest
 
-from orders import holds
-from orders.models import BookedSeat, Order, OrderRequest, OrderState
+from flights import holds
+from flights.models import BookedSeat
+from orders.booking import State
+from orders.models import Order, OrderRequest
 from payments.models import PaymentAttempt
 from tests.helpers import wait_for
 
@@ -265,7 +267,7 @@ def test_with_temporal_stopped_nothing_is_lost_and_nothing_happens_twice(stack, 
     assert Order.objects.filter(seats=["12A"]).count() == 1
     assert customer.status(changing)["seats"] == ["11B"]
     assert OrderRequest.objects.filter(state__in=["running", "unknown"]).count() == 0
-    assert Order.objects.filter(state=OrderState.CREATED).count() == 0
+    assert Order.objects.filter(state=State.CREATED).count() == 0
 
 
 # --- The pages -----------------------------------------------------------------------------

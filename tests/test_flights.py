@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from flights.models import Flight, Seat
-from orders import holds
-from orders.models import BookedSeat, Order
+from flights import holds
+from flights.models import BookedSeat, Flight, Seat
+from orders.models import Order
 
 pytestmark = pytest.mark.django_db
 

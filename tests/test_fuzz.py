@@ -1,4 +1,4 @@
-"""Schemathesis holds the live server to its OpenAPI document (orders/openapi.yaml).
+"""Schemathesis holds the live server to its OpenAPI document (booking_site/openapi.yaml).
 
 It runs against this suite's own stack (the live server, a real worker, PostgreSQL, Redis and the
 Temporal dev server): the document's examples, its coverage of each parameter's edges, random

@@ -1,4 +1,4 @@
-"""Seat holds in Redis (orders/holds.py), on a real Redis: all or none, only one's own, with a TTL.
+"""Seat holds in Redis (flights/holds.py), on a real Redis: all or none, only one's own, with a TTL.
 
 Fast (no database, no Temporal): part of the tests `make mutate` runs against the seat-hold code.
 Each test uses a flight id of its own, so it never meets another test's keys.
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orders import holds
+from flights import holds
 
 MINE, THEIRS = "ord-" + "a" * 20, "ord-" + "b" * 20
 

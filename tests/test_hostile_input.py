@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.test import Client
 
-from booking_site import inputs
+from common import inputs
 from flights.services import seed_demo_flights
 from orders.models import Order, OrderRequest
 from tests.helpers import ApiClient

@@ -89,7 +89,7 @@ def test_adding_and_dropping_seats_changes_the_selection(client, stack):
 
     added = client.post(f"/orders/{order_id}/seats", {"seat": "7B"}, **HTMX).content.decode()
     assert 'aria-label="Seat 7B, selected"' in added
-    assert 'id="countdown"' in added and 'hx-swap-oob="true"' in added, "the countdown is reset too"
+    assert 'id="countdown"' in added and 'data-running="true"' in added, "the countdown is reset too"
     client.post(f"/orders/{order_id}/seats", {"seat": "7A"}, **HTMX)
 
     assert Order.objects.get(id=order_id).seats == ["7B"]

@@ -14,8 +14,8 @@ import uuid
 import pytest
 import redis
 
-from orders import holds
-from orders.models import BookedSeat
+from flights import holds
+from flights.models import BookedSeat
 from tests.conftest import WorkerProcess
 from tests.helpers import wait_for
 

@@ -16,7 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from temporal_worker.shared import Activities
+from orders.booking import Activities
 from temporal_worker.workflows import REFUND_BEFORE_PAYMENT, BookingWorkflow
 from tests.test_workflow import SANDBOX
 

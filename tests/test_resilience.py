@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from orders import holds
+from flights import holds
+from flights.models import BookedSeat
 from orders.commands import live_status
-from orders.models import BookedSeat, Order
+from orders.models import Order
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -145,7 +146,7 @@ def _now():
 def test_an_order_whose_workflow_was_terminated_by_hand_is_reconciled(stack):
     from django.core.management import call_command
 
-    from temporal_worker import client as temporal_client
+    from orders import temporal_client
 
     customer = stack.customer()
     order_id = customer.create_order("fl-101", ["15A"]).json["orderId"]

@@ -30,7 +30,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from temporal_worker.shared import BookingInput, CancelRequest, PaymentRequest, SeatSelection
+from orders.booking import BookingInput, CancelRequest, PaymentRequest, SeatSelection
 from temporal_worker.workflows import BookingWorkflow
 from tests.test_workflow import FakeStores
 

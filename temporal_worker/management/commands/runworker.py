@@ -17,7 +17,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from temporal_worker.client import connect
+from orders.temporal_client import connect
 from temporal_worker.worker import build_worker
 
 logger = logging.getLogger("temporal_worker")

@@ -1,5 +1,13 @@
-"""Reads about flights and seats. The one place that decides a seat's status:
-booked (PostgreSQL) > held (Redis) > available."""
+"""The seat inventory: which seats are sold, held or free, and the only writes that change that.
+
+Sold seats live in PostgreSQL (``BookedSeat``, whose unique (flight, seat) constraint makes a
+double sale impossible); held seats in Redis (``flights.holds``). A seat's status is decided in
+one place, ``seat_map``: booked (PostgreSQL) > held (Redis) > available. Both the flights pages
+and the orders (through the workflow's activities) use this module, and nothing else touches
+``BookedSeat`` or the holds.
+
+Every write is idempotent: the activities that call them run at least once.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +17,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import redis
-from django.db.models import QuerySet
-from django.utils import timezone
+from django.db import IntegrityError
 
-from flights.models import Flight, Seat
-from orders import holds
-from orders.models import BookedSeat
+from flights import holds
+from flights.models import BookedSeat, Flight, Seat
 
 
 class SeatStatus(StrEnum):
@@ -76,11 +82,6 @@ class SeatMap:
         return next((seat.status for seat in self.seats if seat.code == code), None)
 
 
-def upcoming_flights() -> QuerySet[Flight]:
-    """The flights that can still be booked, soonest first."""
-    return Flight.objects.filter(departure_time__gt=timezone.now()).order_by("departure_time", "number")
-
-
 def _holders(flight: Flight, codes: list[str]) -> tuple[dict[str, str], bool]:
     try:
         return holds.holders(flight_id=flight.id, seats=codes), True
@@ -116,12 +117,17 @@ def seat_map(*, flight: Flight, order_id: str | None = None) -> SeatMap:
 class FlightAvailability:
     flight: Flight
     total: int
-    available: int
+    booked: int
+    held: int  # by an order, and not booked
+
+    @property
+    def available(self) -> int:
+        return self.total - self.booked - self.held
 
 
 def availability(flight_list: list[Flight]) -> list[FlightAvailability]:
-    """Seats free on each flight: neither booked (one query for all flights) nor held (one
-    MGET per flight)."""
+    """How many seats of each flight are booked, held and free: one query for the sold seats of
+    all the flights, one MGET per flight for the holds."""
     booked: dict[str, set[str]] = defaultdict(set)
     rows = BookedSeat.objects.filter(flight__in=flight_list).values_list("flight_id", "seat__code")
     for flight_id, code in rows:
@@ -130,10 +136,70 @@ def availability(flight_list: list[Flight]) -> list[FlightAvailability]:
     for flight in flight_list:
         codes = [f"{row}{column}" for row in range(1, flight.rows + 1) for column in flight.columns]
         held, _ = _holders(flight, codes)
-        taken = booked[flight.id] | set(held)
-        result.append(FlightAvailability(flight, flight.total_seats, flight.total_seats - len(taken)))
+        held_only = set(held) - booked[flight.id]
+        result.append(FlightAvailability(flight, flight.total_seats, len(booked[flight.id]), len(held_only)))
     return result
 
 
 def seat_codes(*, flight: Flight) -> set[str]:
     return set(Seat.objects.filter(flight=flight).values_list("code", flat=True))
+
+
+# --- Writes -------------------------------------------------------------------------------
+
+
+class UnknownSeats(Exception):
+    """Seats that are not on the flight."""
+
+    def __init__(self, seats: list[str]) -> None:
+        super().__init__(f"{'Seat' if len(seats) == 1 else 'Seats'} {', '.join(seats)} not on this flight")
+        self.seats = seats
+
+
+class SeatsAlreadySold(Exception):
+    """The (flight, seat) constraint refused a sale: another order bought a seat first."""
+
+    def __init__(self, seats: list[str]) -> None:
+        super().__init__(f"{', '.join(seats)} already booked")
+        self.seats = seats
+
+
+def hold(*, flight_id: str, order_id: str, seats: list[str], ttl_ms: int, release: list[str]) -> list[str]:
+    """Hold every one of ``seats`` for the order, or none of them, and let ``release`` go.
+
+    Returns the seats another order holds or has bought (nothing changed then). Seats the order
+    holds already count as free and get the new TTL. Raises UnknownSeats for a seat that is not
+    on the flight.
+    """
+    known = set(Seat.objects.filter(flight_id=flight_id, code__in=seats).values_list("code", flat=True))
+    if unknown := [seat for seat in seats if seat not in known]:
+        raise UnknownSeats(unknown)
+    sold = set(
+        BookedSeat.objects.filter(flight_id=flight_id, seat__code__in=seats)
+        .exclude(order_id=order_id)
+        .values_list("seat__code", flat=True)
+    )
+    if sold:
+        return [seat for seat in seats if seat in sold]
+    if taken := holds.acquire(flight_id=flight_id, seats=seats, order_id=order_id, ttl_ms=ttl_ms):
+        return taken
+    holds.release(flight_id=flight_id, seats=release, order_id=order_id)
+    return []
+
+
+def release(*, flight_id: str, order_id: str, seats: list[str]) -> int:
+    """Let go of the seats the order still holds; never another order's hold."""
+    return holds.release(flight_id=flight_id, seats=seats, order_id=order_id)
+
+
+def sell(*, flight_id: str, order_id: str, seats: list[str]) -> None:
+    """Sell the seats to the order. Call it inside the transaction that confirms the order: the
+    (flight, seat) constraint decides, and SeatsAlreadySold names the seats sold before."""
+    rows = Seat.objects.filter(flight_id=flight_id, code__in=seats)
+    try:
+        BookedSeat.objects.bulk_create(
+            [BookedSeat(flight_id=flight_id, seat=seat, order_id=order_id) for seat in rows]
+        )
+    except IntegrityError:
+        sold = BookedSeat.objects.filter(flight_id=flight_id, seat__code__in=seats)
+        raise SeatsAlreadySold(sorted(sold.values_list("seat__code", flat=True))) from None

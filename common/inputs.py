@@ -3,7 +3,7 @@
 Ids in paths, seat codes, payment codes, Idempotency-Keys, the session cookie and JSON bodies
 pass through here before the ORM, the cache, Redis or Temporal see them. Each parser checks
 type, length and characters, and returns the value or raises ``InvalidInput`` (a
-``BookingRefused``, so the API and the pages say it as they say any refusal). Whatever passes
+``Refused``, so the API and the pages say it as they say any refusal). Whatever passes
 holds no NUL and no lone surrogate (PostgreSQL refuses the one, UTF-8 cannot encode the other),
 and is bounded in size.
 
@@ -21,17 +21,8 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import register_converter
 
-from orders.errors import BookingRefused
-from payments.gateway import CODE_FORMAT as PAYMENT_CODE
-
-# Flight's and Order's check constraints, within their columns (20 and 40 characters).
-FLIGHT_ID = r"fl-[0-9a-z]{1,17}"
-ORDER_ID = r"ord-[0-9a-z]{16,36}"
-SEAT_CODE = re.compile(r"[1-9][0-9]{0,2}[A-Z]")
-# Printable ASCII without spaces (a UUID is the usual choice), as the IETF draft allows.
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-# What Django's session store makes (32 of [a-z0-9]) and accepts (8 or more, in a 40-wide column).
-SESSION_KEY = re.compile(r"[0-9a-z]{8,40}")
+from common.errors import Refused
+from common.formats import FLIGHT_ID, IDEMPOTENCY_KEY, ORDER_ID, SEAT_CODE, SESSION_KEY, is_payment_code
 
 # The API's bodies are a few hundred bytes, two levels deep, with no numbers that matter.
 MAX_BODY_BYTES = 16 * 1024
@@ -46,7 +37,7 @@ TOO_DEEP = f"The body is not valid JSON: it may be nested at most {MAX_DEPTH} le
 UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
-class InvalidInput(BookingRefused):
+class InvalidInput(Refused):
     """Input refused before it reached anything: nothing changed."""
 
 
@@ -77,7 +68,7 @@ def is_seat_code(text: str) -> bool:
 
 
 def payment_code(value: object) -> str:
-    if not isinstance(value, str) or not PAYMENT_CODE.fullmatch(value):
+    if not is_payment_code(value):
         raise InvalidInput("INVALID_PAYMENT_CODE", "The payment code must be exactly 5 digits, such as 12345")
     return value
 

@@ -11,6 +11,9 @@ from typing import Any
 
 import yaml
 from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+
+from common.api import api_view
 
 SOURCE = Path(__file__).with_name("openapi.yaml")
 
@@ -26,3 +29,9 @@ def document() -> dict[str, Any]:
     served = copy.deepcopy(_source())
     served["components"]["schemas"]["SeatSelection"]["maxItems"] = settings.MAX_SEATS_PER_ORDER
     return served
+
+
+@api_view("GET")
+def document_json(request: HttpRequest) -> JsonResponse:
+    """GET /api/openapi.json: this API's OpenAPI 3.1 document."""
+    return JsonResponse(document(), json_dumps_params={"ensure_ascii": False})

@@ -28,10 +28,39 @@ class State(StrEnum):
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
 
+    @property
+    def label(self) -> str:
+        """How people read it: "Seats reserved"."""
+        return self.value.replace("_", " ").capitalize()
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        """For the order's ``state`` column (Django's ``choices``)."""
+        return [(state.value, state.label) for state in cls]
+
 
 TERMINAL_STATES = frozenset({State.CONFIRMED, State.FAILED, State.EXPIRED, State.CANCELLED})
 ACTIVE_STATES = frozenset({State.SEATS_RESERVED, State.PAYMENT_PENDING, State.PAYMENT_PROCESSING})
 PAYING_STATES = frozenset({State.PAYMENT_PENDING, State.PAYMENT_PROCESSING})
+
+
+WORKFLOW = "BookingWorkflow"
+
+
+class Updates:
+    """The workflow's updates, by name: the web calls them by name and never imports the
+    workflow (it lives in the worker's package, above this one)."""
+
+    HOLD_SEATS = "hold_seats"
+    SUBMIT_PAYMENT = "submit_payment"
+
+
+class Signals:
+    CANCEL = "cancel"
+
+
+class Queries:
+    GET_STATUS = "get_status"
 
 
 class Activities:

@@ -1,0 +1,109 @@
+"""The writes the workflow's activities make on orders: the order's row and its history, and the
+order's side of holding, releasing and selling seats (the seats themselves are the inventory's:
+``flights.inventory``).
+
+Each function is idempotent: activities run at least once, and a retry must change nothing the
+first run already changed. Every change of the row is a versioned record of the workflow's,
+written once; the one exception is the attempt a payment is at, which the workflow cannot know
+while Temporal retries it (``show_payment_attempt``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from flights import inventory
+from orders.booking import TERMINAL_STATES, OrderRecord, State
+from orders.models import Order, OrderEvent
+from payments import services as payment_services
+
+logger = logging.getLogger(__name__)
+
+
+def record_order(*, record: OrderRecord) -> bool:
+    """Write a state transition on the order's row and its history, once per version.
+
+    A record older than what the row shows is ignored (an activity retried late never moves
+    an order backwards). The row is never created here: the web writes it before it starts the
+    workflow, and removes it when Temporal refused the order at once (the customer was told, and
+    nothing may remain); a record for a removed order is dropped. Returns whether the row changed.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(id=record.order_id).first()
+        if order is None or order.version >= record.version:
+            return False
+        order.state = record.state
+        order.seats = list(record.seats)
+        order.hold_expires_at = record.hold_expires_at
+        order.payment_attempts = max(order.payment_attempts, record.payment_attempts)
+        order.last_error = record.last_error
+        order.version = record.version
+        order.save()
+        OrderEvent.objects.get_or_create(
+            order=order,
+            version=record.version,
+            defaults={
+                "state": record.state,
+                "at": record.at,
+                "seats": list(record.seats),
+                "detail": record.last_error,
+            },
+        )
+        if record.state in TERMINAL_STATES:
+            payment_services.close_open_attempts(order_id=order.id)
+    return True
+
+
+def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[str]:
+    """Hold all of ``record.seats`` for the order or none, let ``release`` go, and record.
+
+    Returns the seats another order holds or has bought (nothing changed then). Raises
+    ``inventory.UnknownSeats`` for a seat that is not on the flight.
+    """
+    taken = inventory.hold(
+        flight_id=record.flight_id,
+        order_id=record.order_id,
+        seats=list(record.seats),
+        ttl_ms=ttl_ms,
+        release=release,
+    )
+    if not taken:
+        record_order(record=record)
+    return taken
+
+
+def release_seats(
+    *, order_id: str, flight_id: str, seats: list[str], record: OrderRecord | None = None
+) -> int:
+    """Release the seats this order still holds, then record ``record`` if given (how the workflow
+    undoes a seat change the stores did not confirm). Never touches another order's hold."""
+    released = inventory.release(flight_id=flight_id, order_id=order_id, seats=seats)
+    if record is not None:
+        record_order(record=record)
+    return released
+
+
+def confirm_booking(*, record: OrderRecord) -> None:
+    """Sell the order's seats and mark it CONFIRMED, in one transaction.
+
+    The (flight, seat) unique constraint decides: if any seat is sold already, nothing is
+    written and ``inventory.SeatsAlreadySold`` names the seats. A retry after a commit whose
+    answer was lost finds the order confirmed and returns.
+    """
+    if Order.objects.filter(id=record.order_id, state=State.CONFIRMED).exists():
+        return
+    with transaction.atomic():
+        inventory.sell(flight_id=record.flight_id, order_id=record.order_id, seats=list(record.seats))
+        record_order(record=record)
+
+
+def show_payment_attempt(*, order_id: str, attempt: int, error: str | None = None) -> None:
+    """Show on the order, at once, the attempt its payment is at (and the last attempt's error):
+    how "Retrying (attempt 2 of 3)..." reaches the page while Temporal retries. Never lowers the
+    count; the workflow's next record carries the final one."""
+    with transaction.atomic():
+        if error:
+            Order.objects.filter(id=order_id).update(last_error=error)
+        Order.objects.filter(id=order_id, payment_attempts__lt=attempt).update(payment_attempts=attempt)
