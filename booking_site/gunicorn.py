@@ -5,9 +5,11 @@ import os
 import sys
 
 bind = f"{os.environ.get('SERVER_HOST', '0.0.0.0')}:{os.environ.get('SERVER_PORT', '8000')}"  # noqa: S104
-# Threads, not processes, carry most of the concurrency: each request mostly waits on
-# PostgreSQL, Redis or Temporal.
-workers = int(os.environ.get("WEB_CONCURRENCY", min(multiprocessing.cpu_count() * 2 + 1, 9)))
+# Threads, not processes, carry the concurrency: a request mostly waits on PostgreSQL, Redis or
+# Temporal, and a process (~95 MB with Django and the Temporal client's runtime) can keep at most
+# one core busy. One process per core, eight threads each: on 2 cores, 2 processes and the arbiter
+# are ~290 MB and still saturate the CPU before the threads run out (docs/PERFORMANCE.md).
+workers = int(os.environ.get("WEB_CONCURRENCY", min(multiprocessing.cpu_count(), 8)))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 8))
 timeout = 30

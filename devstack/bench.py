@@ -542,4 +542,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    # A process that ran a Temporal client can crash at interpreter exit (sdk-python #300): leave
+    # without the interpreter's teardown, so that the exit code is the bench's own.
+    os._exit(code)

@@ -135,7 +135,7 @@ def order_seats(request: HttpRequest, order_id: str) -> JsonResponse:
         if "seats" not in body:
             raise Refused("VALIDATION_ERROR", '"seats" is required')
         seats = validation.seat_list(body["seats"], flight=order.flight)
-        return commands.change_seats(order=order, seats=seats, update_id=order_request.update_id)
+        return commands.change_seats(order=order, seats=seats, request=order_request)
 
     result = requests.carry_out(order_request, change)
     return answer(result, answered=lambda s: JsonResponse(status_json(s, fields=SEAT_FIELDS)))
@@ -147,8 +147,9 @@ SEAT_FIELDS = ("orderId", "status", "seats", "expiresAt")
 @api_view("GET")
 def order_status(request: HttpRequest, order_id: str) -> JsonResponse:
     order = owned_order(request, order_id)
-    commands.settle_soon(order)
-    return JsonResponse(order_json(order))
+    waiting = requests.open_request(order)
+    commands.settle_soon(order, waiting)
+    return JsonResponse(order_json(order, waiting))
 
 
 @api_view("POST")
@@ -159,7 +160,7 @@ def order_pay(request: HttpRequest, order_id: str) -> JsonResponse:
 
     def pay() -> BookingStatus:
         code = inputs.payment_code(body.get("paymentCode"))
-        return commands.submit_payment(order=order, payment_code=code, update_id=order_request.update_id)
+        return commands.submit_payment(order=order, payment_code=code, request=order_request)
 
     result = requests.carry_out(order_request, pay)
     return answer(
@@ -172,8 +173,9 @@ def order_resource(request: HttpRequest, order_id: str) -> JsonResponse:
     """``/api/orders/{id}``: GET its status; DELETE abandons it (its seats are released)."""
     order = owned_order(request, order_id)
     if request.method == "GET":
-        commands.settle_soon(order)
-        return JsonResponse(order_json(order))
+        waiting = requests.open_request(order)
+        commands.settle_soon(order, waiting)
+        return JsonResponse(order_json(order, waiting))
     order_request = claim(request, RequestKind.CANCEL, None, order=order)
     result = requests.carry_out(order_request, lambda: commands.cancel_order(order=order))
     return answer(
@@ -181,12 +183,12 @@ def order_resource(request: HttpRequest, order_id: str) -> JsonResponse:
     )
 
 
-def order_json(order: Order) -> dict[str, Any]:
-    """The status of PRD section 10, from the order's row (the read model)."""
+def order_json(order: Order, waiting: requests.OrderRequest | None) -> dict[str, Any]:
+    """The status of PRD section 10, from the order's row (the read model) and its request still
+    waiting for an outcome, if any."""
     remaining = 0
     if order.hold_expires_at and order.is_active:
         remaining = max(0, int((order.hold_expires_at - timezone.now()).total_seconds()))
-    waiting = requests.open_request(order)
     return {
         "orderId": order.id,
         "flightId": order.flight_id,

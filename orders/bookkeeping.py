@@ -20,6 +20,7 @@ from orders.models import Order, OrderEvent
 from payments import services as payment_services
 
 logger = logging.getLogger(__name__)
+RECORDED_FIELDS = ["state", "seats", "hold_expires_at", "payment_attempts", "last_error", "version"]
 
 
 def record_order(*, record: OrderRecord) -> bool:
@@ -40,16 +41,20 @@ def record_order(*, record: OrderRecord) -> bool:
         order.payment_attempts = max(order.payment_attempts, record.payment_attempts)
         order.last_error = record.last_error
         order.version = record.version
-        order.save()
-        OrderEvent.objects.get_or_create(
-            order=order,
-            version=record.version,
-            defaults={
-                "state": record.state,
-                "at": record.at,
-                "seats": list(record.seats),
-                "detail": record.last_error,
-            },
+        order.save(update_fields=[*RECORDED_FIELDS, "updated_at"])
+        # Once per version: a retry that finds it written adds nothing (ON CONFLICT DO NOTHING).
+        OrderEvent.objects.bulk_create(
+            [
+                OrderEvent(
+                    order=order,
+                    version=record.version,
+                    state=record.state,
+                    at=record.at,
+                    seats=list(record.seats),
+                    detail=record.last_error,
+                )
+            ],
+            ignore_conflicts=True,
         )
         if record.state in TERMINAL_STATES:
             payment_services.close_open_attempts(order_id=order.id)
@@ -86,17 +91,19 @@ def release_seats(
 
 
 def confirm_booking(*, record: OrderRecord) -> None:
-    """Sell the order's seats and mark it CONFIRMED, in one transaction.
+    """Sell the order's seats and mark it CONFIRMED, in one transaction; then let their Redis
+    holds go (the sale is the database's now).
 
     The (flight, seat) unique constraint decides: if any seat is sold already, nothing is
     written and ``inventory.SeatsAlreadySold`` names the seats. A retry after a commit whose
-    answer was lost finds the order confirmed and returns.
+    answer was lost finds the order confirmed, and only lets the holds go.
     """
-    if Order.objects.filter(id=record.order_id, state=State.CONFIRMED).exists():
-        return
-    with transaction.atomic():
-        inventory.sell(flight_id=record.flight_id, order_id=record.order_id, seats=list(record.seats))
-        record_order(record=record)
+    seats = list(record.seats)
+    if not Order.objects.filter(id=record.order_id, state=State.CONFIRMED).exists():
+        with transaction.atomic():
+            inventory.sell(flight_id=record.flight_id, order_id=record.order_id, seats=seats)
+            record_order(record=record)
+    inventory.release(flight_id=record.flight_id, order_id=record.order_id, seats=seats)
 
 
 def show_payment_attempt(*, order_id: str, attempt: int, error: str | None = None) -> None:

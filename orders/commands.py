@@ -187,16 +187,25 @@ def ensure_changeable(order: Order) -> None:
         raise Refused(*refusal)
 
 
-def change_seats(*, order: Order, seats: list[str], update_id: str) -> BookingStatus:
+def _ensure_changeable_for(order: Order, request: OrderRequest) -> None:
+    """A new request is checked against the row first; the retry of one whose answer was late is
+    not: it goes to Temporal with its first update id, and gets what that update did."""
+    if not getattr(request, "resumed", False):
+        ensure_changeable(order)
+
+
+def change_seats(*, order: Order, seats: list[str], request: OrderRequest) -> BookingStatus:
     """Hold exactly ``seats`` for the order and reset its timer (the ``hold_seats`` update)."""
-    ensure_changeable(order)
-    return _update(order, Updates.HOLD_SEATS, SeatSelection(seats=seats), update_id)
+    _ensure_changeable_for(order, request)
+    return _update(order, Updates.HOLD_SEATS, SeatSelection(seats=seats), request.update_id)
 
 
-def submit_payment(*, order: Order, payment_code: str, update_id: str) -> BookingStatus:
+def submit_payment(*, order: Order, payment_code: str, request: OrderRequest) -> BookingStatus:
     """Hand the payment code to the workflow; it answers at once and pays in the background."""
-    ensure_changeable(order)
-    return _update(order, Updates.SUBMIT_PAYMENT, PaymentRequest(payment_code=payment_code), update_id)
+    _ensure_changeable_for(order, request)
+    return _update(
+        order, Updates.SUBMIT_PAYMENT, PaymentRequest(payment_code=payment_code), request.update_id
+    )
 
 
 def cancel_order(*, order: Order, reason: str = Messages.CANCELLED_BY_CUSTOMER) -> BookingStatus:
@@ -327,11 +336,11 @@ SETTLE_EVERY = timedelta(seconds=5)
 _settling = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
 
 
-def settle_soon(order: Order) -> None:
-    """In the background, learn the outcome of the order's latest request that was answered
-    "still confirming" (at most once per SETTLE_EVERY per request). Called when the order is
-    looked at; the reconciliation does the same for orders nobody looks at."""
-    request = requests.open_request(order)
+def settle_soon(order: Order, waiting: OrderRequest | None) -> None:
+    """In the background, learn the outcome of ``waiting``, the order's latest request that was
+    answered "still confirming" (``requests.open_request``), at most once per SETTLE_EVERY. Called
+    when the order is looked at; the reconciliation does the same for orders nobody looks at."""
+    request = waiting
     if request is None or not _take_turn(request):
         return
     _settling.submit(_settle_in_thread, request.pk)

@@ -102,6 +102,9 @@ def claim(
             # Nothing happened the first time: this is a new attempt, under a new update id (the
             # old one's failure is what Temporal would answer again).
             earlier.update_id = _update_id(kind)
+        else:
+            # Its answer was late: ask Temporal again, under the same ids, what it did.
+            earlier.resumed = True  # type: ignore[attr-defined]
         earlier.state, earlier.lease_until = RequestState.RUNNING, lease_until
         earlier.save(update_fields=["state", "lease_until", "update_id", "updated_at"])
         return earlier

@@ -64,7 +64,11 @@ class OrderPage:
     seats_title: str
     offer_choose_again: bool  # it ended without a sale: back to the seat map
     offer_book_another: bool  # it is booked: back to the flights
-    waiting_for: str | None = None  # the kind of request still being confirmed
+    waiting: OrderRequest | None = None  # the request still being confirmed
+
+    @property
+    def waiting_for(self) -> str | None:
+        return self.waiting.kind if self.waiting else None
 
     @property
     def can_pay(self) -> bool:
@@ -185,7 +189,7 @@ def order_page(*, order: Order) -> OrderPage:
         seats_title="Seats you had chosen" if ended_unsold else "Your seats",
         offer_choose_again=ended_unsold,
         offer_book_another=order.state == State.CONFIRMED,
-        waiting_for=waiting.kind if waiting else None,
+        waiting=waiting,
     )
 
 

@@ -125,7 +125,7 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
         assert order is not None  # a seat change is of an order this session holds
         if seats == held:
             return commands.status_of(order)
-        return commands.change_seats(order=order, seats=seats, update_id=order_request.update_id)
+        return commands.change_seats(order=order, seats=seats, request=order_request)
 
     try:
         order_request = _claim(request, RequestKind.CREATE if order is None else RequestKind.SEATS, order)
@@ -154,8 +154,8 @@ def detail(request: HttpRequest, order_id: str) -> HttpResponse:
     """The order's page; with ?poll, its live part when anything in it changed (204 when nothing
     did, 286 once the order is final)."""
     order = ownership.get_owned_order(request, order_id)
-    commands.settle_soon(order)
     page = order_page(order=order)
+    commands.settle_soon(order, page.waiting)
     if not (request.htmx and "poll" in request.GET):
         return render(request, PAGE, {"page": page})
     if page.polling and request.GET.get("v") == page.fingerprint:
@@ -187,7 +187,7 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
 
         def change() -> BookingStatus:
             seats = validation.seat_list(selection, flight=order.flight)
-            return commands.change_seats(order=order, seats=seats, update_id=order_request.update_id)
+            return commands.change_seats(order=order, seats=seats, request=order_request)
 
         message = _problem(requests.carry_out(order_request, change))
     except FormRefused as refusal:
@@ -203,7 +203,7 @@ def pay(request: HttpRequest, order_id: str) -> HttpResponse:
 
     def submit() -> BookingStatus:
         checked = inputs.payment_code(code)
-        return commands.submit_payment(order=order, payment_code=checked, update_id=order_request.update_id)
+        return commands.submit_payment(order=order, payment_code=checked, request=order_request)
 
     try:
         order_request = _claim(request, RequestKind.PAY, order)

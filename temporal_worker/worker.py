@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_worker import activities
 from temporal_worker.workflows import BookingWorkflow
@@ -15,12 +16,20 @@ from temporal_worker.workflows import BookingWorkflow
 # simulated latency, so there are enough of them for many payments at once.
 MAX_CONCURRENT_ACTIVITIES = 64
 
+# The sandbox imports a workflow's modules afresh for every booking it starts, so that no state
+# leaks between runs. The booking's contract and the identifier formats are pure, immutable
+# definitions: imported once and shared, they cost nothing per booking (docs/PERFORMANCE.md).
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("orders.booking", "common.formats")
+)
+
 
 def build_worker(client: Client, *, task_queue: str | None = None) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
         workflows=[BookingWorkflow],
+        workflow_runner=SANDBOX,
         activities=list(activities.ALL),
         activity_executor=ThreadPoolExecutor(
             max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="activity"
