@@ -304,18 +304,24 @@ def history_counts(address: str, workflow_id: str) -> dict[str, int]:
     from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client
 
-    async def fetch() -> list[int]:
+    async def fetch() -> list[str]:
         client = await Client.connect(address)
         history = await client.get_workflow_handle(workflow_id).fetch_history()
-        return [event.event_type for event in history.events]
+        return [
+            event.marker_recorded_event_attributes.marker_name
+            if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            else EventType.Name(event.event_type)
+            for event in history.events
+        ]
 
     kinds = asyncio.run(fetch())
     return {
         "events": len(kinds),
-        "workflow tasks": kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED),
-        "activity tasks": kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
-        "local activities": kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED),
-        "timers": kinds.count(EventType.EVENT_TYPE_TIMER_STARTED),
+        "workflow tasks": kinds.count("EVENT_TYPE_WORKFLOW_TASK_SCHEDULED"),
+        "activity tasks": kinds.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"),
+        "local activities": kinds.count("core_local_activity"),
+        "patch markers": kinds.count("core_patch"),
+        "timers": kinds.count("EVENT_TYPE_TIMER_STARTED"),
     }
 
 
@@ -504,7 +510,8 @@ def main(argv: list[str]) -> int:
         print(
             f"{name}: {count['events']} history events, {count['workflow tasks']} workflow tasks, "
             f"{count['activity tasks']} activity tasks, {count['local activities']} local activities, "
-            f"{count['timers']} timers (aim: <= 26 events, <= 6 workflow + activity tasks: {tasks})"
+            f"{count['patch markers']} patch marker(s), {count['timers']} timers "
+            f"(aim: <= 26 events, <= 6 workflow + activity tasks: {tasks})"
         )
     for name in memory_before:
         print(
