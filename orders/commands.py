@@ -82,16 +82,24 @@ def new_order_id() -> str:
     return "ord-" + secrets.token_hex(10)
 
 
-def booking_input(*, order_id: str, flight_id: str) -> BookingInput:
-    return BookingInput(
-        order_id=order_id,
-        flight_id=flight_id,
-        hold_seconds=settings.SEAT_RESERVATION_TIMEOUT.total_seconds(),
-        hold_ttl_margin_seconds=settings.SEAT_HOLD_TTL_MARGIN.total_seconds(),
-        payment_timeout_seconds=settings.PAYMENT_VALIDATION_TIMEOUT.total_seconds(),
-        payment_max_attempts=settings.PAYMENT_MAX_RETRIES,
-        max_seat_changes=settings.MAX_SEAT_CHANGES,
-    )
+def _start(order: Order) -> dict[str, Any]:
+    """How every start of an order's workflow is made: the order's own id, so that there is
+    one workflow per order; ``REJECT_DUPLICATE`` keeps an ended booking ended."""
+    return {
+        "workflow": WORKFLOW,
+        "arg": BookingInput(
+            order_id=order.id,
+            flight_id=order.flight_id,
+            hold_seconds=settings.SEAT_RESERVATION_TIMEOUT.total_seconds(),
+            hold_ttl_margin_seconds=settings.SEAT_HOLD_TTL_MARGIN.total_seconds(),
+            payment_timeout_seconds=settings.PAYMENT_VALIDATION_TIMEOUT.total_seconds(),
+            payment_max_attempts=settings.PAYMENT_MAX_RETRIES,
+            max_seat_changes=settings.MAX_SEAT_CHANGES,
+        ),
+        "id": order.workflow_id,
+        "task_queue": settings.TEMPORAL_TASK_QUEUE,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    }
 
 
 # --- Create ----------------------------------------------------------------------------------
@@ -145,12 +153,7 @@ def hold_first_seats(*, order: Order) -> BookingStatus:
 
     async def operation(client: Client) -> BookingStatus:
         start = WithStartWorkflowOperation(
-            WORKFLOW,
-            booking_input(order_id=order.id, flight_id=order.flight_id),
-            id=order.workflow_id,
-            task_queue=settings.TEMPORAL_TASK_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            **_start(order), id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
         )
         try:
             return await client.execute_update_with_start_workflow(
@@ -225,11 +228,7 @@ def cancel_order(*, order: Order, reason: str = Messages.CANCELLED_BY_CUSTOMER) 
     async def operation(client: Client) -> None:
         with contextlib.suppress(WorkflowAlreadyStartedError):  # ended already: the row says how
             await client.start_workflow(
-                WORKFLOW,
-                booking_input(order_id=order.id, flight_id=order.flight_id),
-                id=order.workflow_id,
-                task_queue=settings.TEMPORAL_TASK_QUEUE,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                **_start(order),
                 start_signal=Signals.CANCEL,
                 start_signal_args=[CancelRequest(reason=reason)],
                 rpc_timeout=_rpc_timeout(),
