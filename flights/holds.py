@@ -83,7 +83,9 @@ def holders(*, flight_id: str, seats: Sequence[str]) -> dict[str, str]:
     if not seats:
         return {}
     values = connection().mget([hold_key(flight_id, s) for s in seats])
-    return {seat: _text(value) for seat, value in zip(seats, values, strict=True) if value is not None}
+    # MGET answers one value a key, so `strict` cannot change the result: not mutated.
+    pairs = zip(seats, values, strict=True)  # pragma: no mutate
+    return {seat: _text(value) for seat, value in pairs if value is not None}
 
 
 def _text(value: bytes | str) -> str:

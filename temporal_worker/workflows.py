@@ -120,9 +120,9 @@ class StoreFailed(Exception):
     """A bookkeeping step failed for good: refused for a reason no retry can fix, or its retries
     spent. ``cause`` is the activity's own error (an ``ApplicationError`` with its type)."""
 
-    def __init__(self, cause: BaseException | None) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
+    @property
+    def cause(self) -> BaseException | None:
+        return self.args[0]  # type: ignore[no-any-return]
 
 
 class Saga:
@@ -359,7 +359,7 @@ class BookingWorkflow:
     async def _confirm(self) -> None:
         """Write the sold seats and CONFIRMED in one transaction; the constraint may refuse. The
         Redis holds have done their job then: the same step lets them go."""
-        await self._transition(State.CONFIRMED, last_error="", write=self._selling)
+        await self._transition(State.CONFIRMED, write=self._selling)
 
     async def _selling(self, record: OrderRecord, retry_policy: RetryPolicy) -> None:
         try:
@@ -519,9 +519,9 @@ class BookingWorkflow:
 class BookingFailed(Exception):
     """A step of the payment phase failed in a way the customer must be told about."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
 
 
 def _backoffs(policy: RetryPolicy, attempts: int) -> timedelta:
