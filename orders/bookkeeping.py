@@ -26,15 +26,26 @@ RECORDED_FIELDS = ["state", "seats", "hold_expires_at", "payment_attempts", "las
 def record_order(*, record: OrderRecord) -> bool:
     """Write a state transition on the order's row and its history, once per version.
 
-    A record older than what the row shows is ignored (an activity retried late never moves
-    an order backwards). The row is never created here: the web writes it before it starts the
-    workflow, and removes it when Temporal refused the order at once (the customer was told, and
-    nothing may remain); a record for a removed order is dropped. Returns whether the row changed.
+    Records are ordered by when the workflow made them, then by version: a record older than
+    what the row shows is ignored (an activity retried late never moves an order backwards).
+    The time comes first because of local activities, which run before their workflow task is
+    complete: when that task is lost (the worker killed, Temporal restarted, the task timed
+    out), what they wrote stays, though the history never kept it, and the task that replaces
+    it may decide otherwise with the same version numbers (the first hold's update lost with
+    the task: the booking ends, as version 1, where the lost task had held seats as version 1).
+    The replacement always runs later, so its records win, and the history rows of the lost
+    task are dropped. On an ending, any hold the order still has on the seats its row showed is
+    let go (a lost task may have taken them); a hold is only ever released by its own order.
+
+    The row is never created here: the web writes it before it starts the workflow, and removes
+    it when Temporal refused the order at once (the customer was told, and nothing may remain);
+    a record for a removed order is dropped. Returns whether the row changed.
     """
     with transaction.atomic():
         order = Order.objects.select_for_update().filter(id=record.order_id).first()
-        if order is None or order.version >= record.version:
+        if order is None or not _is_newer(record, order):
             return False
+        shown_seats = list(order.seats)
         order.state = record.state
         order.seats = list(record.seats)
         order.hold_expires_at = record.hold_expires_at
@@ -42,23 +53,29 @@ def record_order(*, record: OrderRecord) -> bool:
         order.last_error = record.last_error
         order.version = record.version
         order.save(update_fields=[*RECORDED_FIELDS, "updated_at"])
-        # Once per version: a retry that finds it written adds nothing (ON CONFLICT DO NOTHING).
-        OrderEvent.objects.bulk_create(
-            [
-                OrderEvent(
-                    order=order,
-                    version=record.version,
-                    state=record.state,
-                    at=record.at,
-                    seats=list(record.seats),
-                    detail=record.last_error,
-                )
-            ],
-            ignore_conflicts=True,
+        # Rows from this version on can only be a lost task's: they never happened.
+        OrderEvent.objects.filter(order=order, version__gte=record.version).delete()
+        OrderEvent.objects.create(
+            order=order,
+            version=record.version,
+            state=record.state,
+            at=record.at,
+            seats=list(record.seats),
+            detail=record.last_error,
         )
         if record.state in TERMINAL_STATES:
             payment_services.close_open_attempts(order_id=order.id)
+    if record.state in TERMINAL_STATES and record.state != State.CONFIRMED:
+        stray = sorted(set(shown_seats) | set(record.seats))
+        inventory.release(flight_id=record.flight_id, order_id=record.order_id, seats=stray)
     return True
+
+
+def _is_newer(record: OrderRecord, order: Order) -> bool:
+    shown = order.events.filter(version=order.version).values_list("at", flat=True).first()
+    if shown is None:  # as the web created it (version 0), or written before the history rows
+        return record.version > order.version
+    return (record.at, record.version) > (shown, order.version)
 
 
 def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[str]:

@@ -1,0 +1,110 @@
+"""The bookkeeping activities' writes (orders/bookkeeping.py), on a real PostgreSQL and Redis.
+
+Bookkeeping runs as local activities: they write before their workflow task completes. When that
+task is lost, its writes stay though its history does not, and the task that replaces it may
+decide otherwise with the same version numbers. These tests make that happen by hand, with the
+records the two tasks would write, and check that the stores end as the history says.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from flights import holds
+from orders.booking import OrderRecord, State
+from orders.bookkeeping import hold_seats, record_order
+from orders.commands import new_order
+from orders.models import Order
+
+pytestmark = pytest.mark.django_db
+
+MINUTE_MS = 60_000
+
+
+@pytest.fixture
+def order(demo_flights, clean_redis) -> Order:  # type: ignore[no-untyped-def]
+    flight = next(iter(demo_flights.values()))
+    return new_order(flight=flight, seats=["1A", "1B"])
+
+
+def record(order: Order, version: int, state: State, at_seconds: float, seats: list[str]) -> OrderRecord:
+    start = order.created_at
+    return OrderRecord(
+        order_id=order.id,
+        flight_id=order.flight_id,
+        version=version,
+        state=state,
+        seats=seats,
+        at=start + timedelta(seconds=at_seconds),
+        hold_expires_at=start + timedelta(minutes=15),
+    )
+
+
+def holders(order: Order) -> dict[str, str]:
+    return holds.holders(flight_id=order.flight_id, seats=["1A", "1B"])
+
+
+def test_the_replacement_of_a_lost_task_wins_over_what_the_lost_task_wrote(order):
+    # The lost task held both seats as version 1; its replacement never saw the first hold
+    # (the update was lost with the task) and ended the booking as version 1.
+    assert (
+        hold_seats(
+            record=record(order, 1, State.SEATS_RESERVED, 1, ["1A", "1B"]), ttl_ms=MINUTE_MS, release=[]
+        )
+        == []
+    )
+    assert holders(order) == {"1A": order.id, "1B": order.id}
+
+    assert record_order(record=record(order, 1, State.FAILED, 20, []))
+
+    order.refresh_from_db()
+    assert (order.state, order.version, order.seats) == (State.FAILED, 1, [])
+    assert [(e.version, e.state) for e in order.events.all()] == [(1, State.FAILED)], "the lost row is gone"
+    assert holders(order) == {}, "the seats the lost task held are free at once, not at their TTL"
+
+
+def test_a_lost_task_that_went_further_is_overridden_too(order):
+    hold_seats(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A"]), ttl_ms=MINUTE_MS, release=[])
+    hold_seats(record=record(order, 2, State.SEATS_RESERVED, 1, ["1A", "1B"]), ttl_ms=MINUTE_MS, release=[])
+
+    # The replacement, later, expired the booking with version 2 (its own first hold was v1).
+    assert record_order(record=record(order, 2, State.EXPIRED, 30, ["1A"]))
+
+    order.refresh_from_db()
+    assert (order.state, order.version) == (State.EXPIRED, 2)
+    assert holders(order) == {}
+
+
+def test_a_late_write_of_a_lost_task_never_moves_the_order_back(order):
+    record_order(record=record(order, 1, State.SEATS_RESERVED, 20, ["1A"]))
+    record_order(record=record(order, 2, State.CANCELLED, 25, ["1A"]))
+
+    # A frozen worker wakes and writes what its lost task decided, earlier, with versions 1 and 2.
+    assert not record_order(record=record(order, 2, State.PAYMENT_PENDING, 5, ["1A"]))
+    assert not record_order(record=record(order, 3, State.PAYMENT_PROCESSING, 5, ["1A"]))
+
+    order.refresh_from_db()
+    assert (order.state, order.version) == (State.CANCELLED, 2)
+    assert [e.state for e in order.events.all()] == [State.SEATS_RESERVED, State.CANCELLED]
+
+
+def test_a_retried_record_adds_nothing_and_an_older_version_is_ignored(order):
+    first = record(order, 1, State.SEATS_RESERVED, 1, ["1A"])
+    assert record_order(record=first)
+    assert not record_order(record=first), "the same record again"
+    assert record_order(record=record(order, 2, State.SEATS_RESERVED, 1, ["1B"]))
+    assert not record_order(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A"])), "a late retry"
+
+    order.refresh_from_db()
+    assert (order.version, order.seats, order.events.count()) == (2, ["1B"], 2)
+
+
+def test_an_ending_never_releases_another_orders_hold(order, demo_flights):
+    other = new_order(flight=order.flight, seats=["1B"])
+    hold_seats(record=record(other, 1, State.SEATS_RESERVED, 1, ["1B"]), ttl_ms=MINUTE_MS, release=[])
+
+    record_order(record=record(order, 1, State.EXPIRED, 2, []))
+
+    assert holders(order) == {"1B": other.id}
