@@ -683,7 +683,15 @@ def check_five_hundreds(journal: Journal, faults: list[Fault], findings: Finding
         elif call.status >= 500 and not any(
             low <= call.ended <= high or low <= call.started <= high for low, high in windows
         ):
-            findings.fail(f"{call.method} {call.path} answered {call.status} outside every fault's window")
+            nearest = min(faults, key=lambda fault: abs(fault.started - call.started), default=None)
+            where = (
+                f" ({call.reply.get('error')}, {call.ended - nearest.over:+.1f} s after {nearest.name}"
+                f" was over, {call.ended - call.started:.1f} s to answer)"
+                if nearest
+                else ""
+            )
+            outside = f"{call.method} {call.path} answered {call.status} outside every fault's window"
+            findings.fail(outside + where)
 
 
 def main(argv: list[str]) -> int:
