@@ -138,6 +138,10 @@ TEMPORAL_UI_URL = env.string("TEMPORAL_UI_URL", "http://localhost:8233")
 # see docs/ARCHITECTURE.md, "Timeouts that fit together".
 TEMPORAL_ANSWER_TIMEOUT = env.duration("TEMPORAL_ANSWER_TIMEOUT", "5s", minimum=timedelta(milliseconds=100))
 
+# --- Traces (common/tracing.py) ---------------------------------------------------------
+# Where spans go, over OTLP/gRPC (Jaeger's or a collector's port 4317, say). Empty: tracing off.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.string("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+
 # --- The booking rules ---------------------------------------------------------------------
 SEAT_RESERVATION_TIMEOUT = env.duration("SEAT_RESERVATION_TIMEOUT", "15m", minimum=timedelta(seconds=1))
 # The Redis key of a held seat outlives the Temporal timer by this much: the timer releases the

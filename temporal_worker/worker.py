@@ -19,8 +19,12 @@ MAX_CONCURRENT_ACTIVITIES = 64
 # The sandbox imports a workflow's modules afresh for every booking it starts, so that no state
 # leaks between runs. The booking's contract and the identifier formats are pure, immutable
 # definitions: imported once and shared, they cost nothing per booking (docs/PERFORMANCE.md).
+# OpenTelemetry is passed through as Temporal's tracing interceptor needs: its context and tracer
+# provider must be the process's own, not a copy per workflow.
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("orders.booking", "common.formats")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "orders.booking", "common.formats", "opentelemetry"
+    )
 )
 
 

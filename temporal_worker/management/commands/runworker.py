@@ -17,6 +17,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from common import tracing
 from orders.temporal_client import connect
 from temporal_worker.worker import build_worker
 
@@ -31,11 +32,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         code = 0
+        tracing.setup(service="booking-worker", endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT)
         try:
             asyncio.run(self.serve(task_queue=options.get("task_queue")))  # type: ignore[arg-type]
         except Exception:
             logger.exception("worker stopped on an error")
             code = 1
+        tracing.shutdown()  # os._exit skips the exporter's own flush at exit
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
