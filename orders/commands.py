@@ -145,7 +145,7 @@ def hold_first_seats(*, order: Order) -> BookingStatus:
     """
 
     async def operation(client: Client) -> BookingStatus:
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, BookingStatus] = WithStartWorkflowOperation(
             WORKFLOW,
             booking_input(order_id=order.id, flight_id=order.flight_id),
             id=order.workflow_id,

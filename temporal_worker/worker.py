@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_worker import activities
+from temporal_worker.reconcile import ReconcileWorkflow
 from temporal_worker.workflows import BookingWorkflow
 
 # Sync activities run on these threads; the payment activity sleeps through the gateway's
@@ -32,7 +33,7 @@ def build_worker(client: Client, *, task_queue: str | None = None) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
-        workflows=[BookingWorkflow],
+        workflows=[BookingWorkflow, ReconcileWorkflow],
         workflow_runner=SANDBOX,
         activities=list(activities.ALL),
         activity_executor=ThreadPoolExecutor(
