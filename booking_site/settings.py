@@ -147,8 +147,9 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env.string("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 # an existing one as it is), and how long drift must last before a run repairs it.
 RECONCILE_EVERY = env.duration("RECONCILE_EVERY", "1m")
 RECONCILE_GRACE = env.duration("RECONCILE_GRACE", "2m")
-# The operators' dashboards, linked from the admin's overview.
+# The operators' dashboards and traces, linked from the admin's overview.
 GRAFANA_URL = env.string("GRAFANA_URL", "http://localhost:3000")
+TRACES_URL = env.string("TRACES_URL", "http://localhost:16686")  # Jaeger's UI
 
 # --- The booking rules ---------------------------------------------------------------------
 SEAT_RESERVATION_TIMEOUT = env.duration("SEAT_RESERVATION_TIMEOUT", "15m", minimum=timedelta(seconds=1))

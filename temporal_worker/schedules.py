@@ -20,15 +20,11 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from orders.booking import reconcile_schedule_id
 from temporal_worker.reconcile import RECONCILE_WORKFLOW
 
 logger = logging.getLogger(__name__)
 NOTE = "Reconciles Redis, PostgreSQL and the booking workflows (docs/OPERATIONS.md)"
-
-
-def reconcile_schedule_id(task_queue: str) -> str:
-    """One reconciliation schedule per task queue (a deployment has one: ``reconcile-booking-queue``)."""
-    return f"reconcile-{task_queue}"
 
 
 def reconcile_schedule(*, task_queue: str, every: timedelta) -> Schedule:

@@ -11,11 +11,10 @@ from temporalio.client import Client, ScheduleOverlapPolicy
 from flights import holds
 from flights.models import BookedSeat
 from orders import temporal_client
-from orders.booking import Messages
+from orders.booking import Messages, reconcile_schedule_id
 from orders.commands import new_order_id
 from orders.models import Order, ReconcileRun
 from orders.reconciliation import reconcile
-from temporal_worker.schedules import reconcile_schedule_id
 from tests.conftest import WorkerProcess
 from tests.helpers import wait_for
 
