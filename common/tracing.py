@@ -15,6 +15,7 @@ Redis calls of an activity, say), so that a search by ``booking.order_id`` finds
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -88,7 +89,9 @@ def setup(
     with _lock:
         if _provider is not None:
             return _provider
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        # OpenTelemetry's own OTEL_SERVICE_NAME, when set, names the service instead.
+        named = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service}
+        provider = TracerProvider(resource=Resource.create(named))
         provider.add_span_processor(OrderIdSpanProcessor())
         chosen = list(exporters)
         if endpoint:

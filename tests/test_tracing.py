@@ -8,16 +8,29 @@ In this process: the view through Django's test client, and a worker on the same
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 
+import grpc
 import pytest
 from django.db import connections
 from django.test import Client
 from opentelemetry.instrumentation.django import DjangoInstrumentor
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
+    TraceServiceServicer,
+    add_TraceServiceServicer_to_server,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -26,7 +39,7 @@ from common import tracing
 from flights.services import seed_demo_flights
 from orders.temporal_client import connect
 from temporal_worker.worker import build_worker
-from tests.conftest import SHORT_TIMEOUTS
+from tests.conftest import ROOT, SHORT_TIMEOUTS
 
 MEMORY = InMemorySpanExporter()
 
@@ -37,6 +50,8 @@ def traced() -> Iterator[InMemorySpanExporter]:
     tracer provider cannot be replaced)."""
     tracing.setup(service="booking-test", endpoint="", exporters=[MEMORY], batch=False)
     yield MEMORY
+    # The provider stays (it cannot be replaced); the rest of the suite keeps no spans.
+    MEMORY.shutdown()
     for instrumentor in (DjangoInstrumentor(), PsycopgInstrumentor(), RedisInstrumentor()):
         instrumentor.uninstrument()
 
@@ -165,3 +180,73 @@ def test_one_booking_is_one_trace_from_the_request_to_the_hold_with_its_order_id
     named = [request, update_with_start, *booking.under(update_with_start)]
     missing = [s.name for s in named if (s.attributes or {}).get(tracing.ORDER_ID) != order_id]
     assert not missing, f"spans without {tracing.ORDER_ID}={order_id}: {missing}\n{booking}"
+
+
+class Collector(TraceServiceServicer):
+    """A stand-in for Jaeger's OTLP/gRPC port: keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+
+    def Export(self, request: ExportTraceServiceRequest, context: object) -> ExportTraceServiceResponse:
+        self.requests.append(request)
+        return ExportTraceServiceResponse()
+
+    def services(self) -> set[str]:
+        return {
+            attribute.value.string_value
+            for request in self.requests
+            for resource_spans in request.resource_spans
+            for attribute in resource_spans.resource.attributes
+            if attribute.key == "service.name"
+        }
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[Collector, int]]:
+    kept = Collector()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    add_TraceServiceServicer_to_server(kept, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield kept, port
+    server.stop(grace=None)
+
+
+# What the web process does as gunicorn loads it (booking_site/wsgi.py), then one request's worth
+# of spans, sent before it exits.
+WEB_PROCESS = """
+from booking_site import wsgi
+from django.conf import settings
+from opentelemetry import trace
+with trace.get_tracer("test").start_as_current_span("a request"):
+    pass
+provider = trace.get_tracer_provider()
+print(type(provider).__name__, any("opentelemetry" in m for m in settings.MIDDLEWARE))
+getattr(provider, "shutdown", lambda: None)()
+"""
+
+
+def _web_process(endpoint: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if endpoint:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    done = subprocess.run(
+        [sys.executable, "-c", WEB_PROCESS], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_the_web_process_exports_over_otlp_when_an_endpoint_is_set(collector):
+    kept, port = collector
+
+    assert _web_process(f"http://127.0.0.1:{port}") == "TracerProvider True"
+    assert kept.services() == {"booking-web"}
+
+
+def test_without_an_endpoint_nothing_is_installed_and_nothing_sent(collector):
+    kept, _ = collector
+
+    assert _web_process(None) == "ProxyTracerProvider False"
+    assert kept.requests == []
