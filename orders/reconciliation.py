@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 REPAIRS = Counter("booking_reconcile_repairs_total", "Drift the reconciliation repaired, by kind", ["kind"])
 
 
+# Runs are kept this long (one a minute: about 10,000).
+KEEP_RUNS = timedelta(days=7)
 # A running workflow answers its query within this, or the run leaves its order for the next one.
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -111,6 +113,7 @@ def reconcile(*, grace: timedelta = timedelta(minutes=5)) -> ReconcileRun:
         run.finished_at = timezone.now()
         run.repairs, run.details = dict(report.repairs), report.details
         run.save()
+        ReconcileRun.objects.filter(started_at__lt=run.started_at - KEEP_RUNS).delete()
     logger.info("reconciliation: %d repairs %s", run.repaired, run.repairs or "")
     return run
 
