@@ -136,7 +136,9 @@ def _reconcile(report: Report, *, grace: timedelta) -> None:
 def _reconcile_live_order(order: Order, report: Report, *, now: datetime) -> None:
     workflow = _workflow_of(order)
     if not workflow.running:
-        _close(order, workflow.status, report, now=now)
+        order.refresh_from_db()
+        if order.is_active:  # not closed by its workflow's last record since the row was read
+            _close(order, workflow.status, report, now=now)
         return
     status = workflow.status
     if status is None:
