@@ -39,7 +39,7 @@ from common import tracing
 from flights.services import seed_demo_flights
 from orders.temporal_client import connect
 from temporal_worker.worker import build_worker
-from tests.conftest import ROOT, SHORT_TIMEOUTS
+from tests.conftest import ROOT, SHORT_TIMEOUTS, WorkerProcess
 
 MEMORY = InMemorySpanExporter()
 
@@ -250,3 +250,37 @@ def test_without_an_endpoint_nothing_is_installed_and_nothing_sent(collector):
 
     assert _web_process(None) == "ProxyTracerProvider False"
     assert kept.requests == []
+
+
+def test_the_worker_process_exports_its_spans_with_the_order_id_and_sends_them_before_it_exits(
+    stack, collector, settings
+):
+    kept, port = collector
+    worker = WorkerProcess(
+        env={
+            **stack.worker.env,
+            "TEMPORAL_TASK_QUEUE": f"booking-trace-{uuid.uuid4().hex[:8]}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        },
+        log=stack.worker.log.with_name("traced-worker.log"),
+    )
+    worker.log.write_bytes(b"")
+    worker.start()
+    settings.TEMPORAL_TASK_QUEUE = worker.env["TEMPORAL_TASK_QUEUE"]  # the web starts orders on its queue
+    try:
+        order_id = stack.customer().create_order("fl-101", ["14C"]).json["orderId"]
+    finally:
+        assert worker.stop() == 0  # a clean stop sends what the exporter still buffers
+
+    spans = [
+        (span.name, {a.key: a.value.string_value for a in span.attributes})
+        for request in kept.requests
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    assert kept.services() == {"booking-worker"}
+    hold = [attributes for name, attributes in spans if name == "RunActivity:hold_seats"]
+    assert [attributes.get(tracing.ORDER_ID) for attributes in hold] == [order_id]
+    redis_under_it = [a for name, a in spans if name == "EVALSHA" and a.get(tracing.ORDER_ID) == order_id]
+    assert redis_under_it, spans
