@@ -138,6 +138,19 @@ TEMPORAL_UI_URL = env.string("TEMPORAL_UI_URL", "http://localhost:8233")
 # see docs/ARCHITECTURE.md, "Timeouts that fit together".
 TEMPORAL_ANSWER_TIMEOUT = env.duration("TEMPORAL_ANSWER_TIMEOUT", "5s", minimum=timedelta(milliseconds=100))
 
+# --- Traces (common/tracing.py) ---------------------------------------------------------
+# Where spans go, over OTLP/gRPC (Jaeger's or a collector's port 4317, say). Empty: tracing off.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.string("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+
+# --- Reconciliation (orders/reconciliation.py) --------------------------------------------
+# How often the worker's Temporal Schedule runs it (0: the worker creates no schedule, and leaves
+# an existing one as it is), and how long drift must last before a run repairs it.
+RECONCILE_EVERY = env.duration("RECONCILE_EVERY", "1m")
+RECONCILE_GRACE = env.duration("RECONCILE_GRACE", "2m")
+# The operators' dashboards and traces, linked from the admin's overview.
+GRAFANA_URL = env.string("GRAFANA_URL", "http://localhost:3000")
+TRACES_URL = env.string("TRACES_URL", "http://localhost:16686")  # Jaeger's UI
+
 # --- The booking rules ---------------------------------------------------------------------
 SEAT_RESERVATION_TIMEOUT = env.duration("SEAT_RESERVATION_TIMEOUT", "15m", minimum=timedelta(seconds=1))
 # The Redis key of a held seat outlives the Temporal timer by this much: the timer releases the

@@ -7,6 +7,7 @@ from booking_site.health import healthz
 from common import inputs
 from common.api import unknown_endpoint
 from flights import api as flights_api
+from orders import admin as orders_admin
 from orders import api
 
 # Before any URLconf below uses them: a malformed id in a path matches no URL.
@@ -30,6 +31,7 @@ urlpatterns = [
     # also under DEBUG, and never a slash-appending redirect.
     re_path(r"^api(?:/[\s\S]*)?$", unknown_endpoint),
     path("api-docs/", TemplateView.as_view(template_name="api_docs.html"), name="api-docs"),
+    path("admin/overview/", admin.site.admin_view(orders_admin.overview), name="admin-overview"),
     path("admin/", admin.site.urls),
     path("", include("orders.urls")),
     path("", include("flights.urls")),

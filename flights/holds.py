@@ -10,7 +10,8 @@ seats or none, and a release or refresh touches only keys still owned by the ord
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 
 from django_redis import get_redis_connection
 from redis import Redis
@@ -40,6 +41,9 @@ for _, key in ipairs(KEYS) do
 end
 return released
 """
+
+
+_HOLD_KEY = re.compile(r"hold:\{(?P<flight>[^}]+)\}:(?P<seat>.+)")
 
 
 def hold_key(flight_id: str, seat: str) -> str:
@@ -86,6 +90,28 @@ def holders(*, flight_id: str, seats: Sequence[str]) -> dict[str, str]:
     # MGET answers one value a key, so `strict` cannot change the result: not mutated.
     pairs = zip(seats, values, strict=True)  # pragma: no mutate
     return {seat: _text(value) for seat, value in pairs if value is not None}
+
+
+def every_hold(*, batch: int = 1000) -> Iterator[tuple[str, str, str]]:
+    """Every seat hold in Redis, as (flight id, seat, order id): SCAN, not KEYS, so that Redis
+    keeps serving while a large store is read; a hold that ends meanwhile may be missed."""
+    redis = connection()
+    keys: list[str] = []
+    for key in redis.scan_iter(match="hold:{*}:*", count=batch):
+        keys.append(_text(key))
+        if len(keys) >= batch:
+            yield from _owned(redis, keys)
+            keys = []
+    yield from _owned(redis, keys)
+
+
+def _owned(redis: Redis, keys: list[str]) -> Iterator[tuple[str, str, str]]:
+    if not keys:
+        return
+    for key, value in zip(keys, redis.mget(keys), strict=True):
+        match = _HOLD_KEY.fullmatch(key)
+        if match and value is not None:
+            yield match["flight"], match["seat"], _text(value)
 
 
 def _text(value: bytes | str) -> str:

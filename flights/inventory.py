@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -185,6 +186,16 @@ def hold(*, flight_id: str, order_id: str, seats: list[str], ttl_ms: int, releas
         return taken
     holds.release(flight_id=flight_id, seats=release, order_id=order_id)
     return []
+
+
+def holders(*, flight_id: str, seats: list[str]) -> dict[str, str]:
+    """Which order holds each of ``seats`` in Redis (seats nobody holds are left out)."""
+    return holds.holders(flight_id=flight_id, seats=seats)
+
+
+def every_hold() -> Iterator[tuple[str, str, str]]:
+    """Every seat held in Redis, as (flight id, seat, order id) (for the reconciliation)."""
+    return holds.every_hold()
 
 
 def release(*, flight_id: str, order_id: str, seats: list[str]) -> int:

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
@@ -24,7 +24,8 @@ from flights.models import BookedSeat
 from orders.booking import Messages
 from orders.commands import cancel_order, live_status
 from orders.errors import ServiceUnavailable, StillConfirming
-from orders.models import Order, OrderEvent
+from orders.models import Order, OrderEvent, ReconcileRun
+from orders.overview import overview as compute_overview
 from payments.models import PaymentAttempt
 
 SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
@@ -166,3 +167,26 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     request, f"{order.display_id}: release requested; its seats are being freed."
                 )
         return None
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every run of the reconciliation (the Temporal Schedule, or manage.py reconcile_orders)."""
+
+    list_display = ("started_at", "finished_at", "repair_counts", "error")
+    readonly_fields = ("started_at", "finished_at", "repair_counts", "detail_lines", "error")
+    exclude = ("repairs", "details")
+
+    @admin.display(description="Repairs")
+    def repair_counts(self, run: ReconcileRun) -> str:
+        return ", ".join(f"{kind} {n}" for kind, n in sorted(run.repairs.items())) or "none"
+
+    @admin.display(description="What it did")
+    def detail_lines(self, run: ReconcileRun) -> str:
+        return format_html_join("", "<div>{}</div>", ((line,) for line in run.details)) or "—"
+
+
+def overview(request: HttpRequest) -> HttpResponse:
+    """The operators' overview (staff only: the URL goes through ``admin.site.admin_view``)."""
+    context = {**admin.site.each_context(request), "title": "Overview", "overview": compute_overview()}
+    return TemplateResponse(request, "admin/overview.html", context)

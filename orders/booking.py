@@ -16,6 +16,11 @@ def workflow_id_for(order_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{order_id}"
 
 
+def reconcile_schedule_id(task_queue: str) -> str:
+    """The reconciliation's Temporal Schedule: one per task queue (``reconcile-booking-queue``)."""
+    return f"reconcile-{task_queue}"
+
+
 class State(StrEnum):
     """The PRD's order states, plus CANCELLED for a hold the customer or an operator let go."""
 

@@ -39,6 +39,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from common import tracing
 from common.errors import Refused
 from flights.models import Flight
 from orders import ownership, requests, temporal_client
@@ -152,7 +153,7 @@ def hold_first_seats(*, order: Order) -> BookingStatus:
     """
 
     async def operation(client: Client) -> BookingStatus:
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, BookingStatus] = WithStartWorkflowOperation(
             **_start(order), id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
         )
         try:
@@ -282,6 +283,7 @@ def _rpc_timeout() -> timedelta:
 
 def _deliver(operation: Callable[[Client], Awaitable[T]], *, order: Order) -> T:
     """Make a Temporal call; turn each way it can end into an answer, or one of the errors."""
+    tracing.tag_order(order.id)  # the request's span: a new order is known only from here on
     try:
         return temporal_client.call(operation)
     except WorkflowUpdateFailedError as error:

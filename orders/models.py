@@ -148,3 +148,24 @@ class OrderRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.order_id or '-'} ({self.state})"
+
+
+class ReconcileRun(models.Model):
+    """One run of the reconciliation (``orders.reconciliation``): when, and what it repaired.
+    The admin's overview shows the last one."""
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    repairs = models.JSONField(default=dict)  # {kind: how many}, the kinds in ``reconciliation.Repair``
+    details = models.JSONField(default=list)  # one line per repair: what, and which order or seat
+    error = models.TextField(blank=True)  # why the run stopped early, if it did
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"reconciliation at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def repaired(self) -> int:
+        return sum(self.repairs.values())

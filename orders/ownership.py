@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
+from common import tracing
 from flights.models import Flight
 from orders.booking import State
 from orders.models import Order
@@ -40,6 +41,7 @@ def get_owned_order(request: HttpRequest, order_id: str) -> Order:
     """The order, if this session created it; Http404 otherwise."""
     if not owns(request, order_id):
         raise Http404("Order not found")
+    tracing.tag_order(order_id)
     try:
         return Order.objects.select_related("flight").get(id=order_id)
     except Order.DoesNotExist:

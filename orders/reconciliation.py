@@ -1,75 +1,264 @@
-"""Reconciliation: what repairs an order that its workflow can no longer finish, or a request
-whose outcome nobody has learnt. Safe to run at any time, as often as wanted."""
+"""Reconciliation: finds where Redis, PostgreSQL and the workflows disagree, and repairs it.
+
+One implementation, run every minute by a Temporal Schedule (``ReconcileWorkflow``, created when
+the worker starts) and by ``manage.py reconcile_orders``. Each run is kept as a ``ReconcileRun``
+(the admin's overview shows the last), logged, and counted in
+``booking_reconcile_repairs_total{kind}``.
+
+What it repairs (``Repair``):
+
+- a request answered "still confirming" that nobody looked at since: its outcome is learnt, and
+  the create of an order whose start was lost (a restart of Temporal) is sent again;
+- a live order whose workflow is gone (terminated by hand, say, which skips its compensations):
+  what it holds is released and the row closed as the workflow ended it, or EXPIRED when its hold
+  ran out, or FAILED ("stopped before it could finish");
+- a completed workflow whose order's row is still live (its last record lost): its result is recorded;
+- a live order that lost its Redis holds (a Redis restart): they are taken again for it, where
+  nobody else has taken the seat;
+- a hold in Redis for an order that does not exist or has ended: released.
+
+It never touches a healthy booking: a running workflow whose row and holds agree with it is left
+as it is. Against races (a booking that moves on while the run looks at it), an order is repaired
+only when it has not changed for ``grace``, and a hold is released only while it still belongs
+to the order that was found ended (compare-and-delete in Redis).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+import logging
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
 
+from django.db.models import Q
 from django.utils import timezone
+from prometheus_client import Counter
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from common.errors import Refused
+from flights import inventory
 from orders import commands, temporal_client
-from orders.booking import ACTIVE_STATES, Messages, OrderRecord, State
+from orders.booking import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    BookingStatus,
+    Messages,
+    OrderRecord,
+    Queries,
+    State,
+)
 from orders.bookkeeping import record_order, release_seats
 from orders.errors import ServiceUnavailable, StillConfirming
-from orders.models import Order, OrderRequest, RequestState
+from orders.models import Order, OrderRequest, ReconcileRun, RequestState
+
+logger = logging.getLogger(__name__)
+
+REPAIRS = Counter("booking_reconcile_repairs_total", "Drift the reconciliation repaired, by kind", ["kind"])
 
 
-def reconcile_orders(*, idle_for: timedelta = timedelta(minutes=5)) -> list[str]:
-    """Settle requests answered "still confirming", and close orders whose workflow ended
-    without saying so (terminated by hand, say).
+# Runs are kept this long (one a minute: about 10,000).
+KEEP_RUNS = timedelta(days=7)
+# A running workflow answers its query within this, or the run leaves its order for the next one.
+QUERY_TIMEOUT = timedelta(seconds=5)
 
-    A request whose answer was late is normally settled when its order is next looked at; this
-    settles those nobody looked at (the create of an order whose start was lost with a restart
-    of Temporal is sent again). A live order is normally closed by its workflow; one terminated
-    from the Temporal UI or CLI would stay active forever. For each active order untouched for
-    ``idle_for`` whose workflow no longer runs: release what it still holds and mark it FAILED.
-    Idempotent.
-    """
-    for request in _open_requests(older_than=idle_for):
+
+class Repair(StrEnum):
+    REQUEST_SETTLED = "request_settled"
+    CREATE_RESENT = "create_resent"
+    WORKFLOW_GONE = "workflow_gone"
+    HOLD_LOST = "hold_lost"
+    HOLD_WITHOUT_ORDER = "hold_without_order"
+
+
+@dataclass
+class Report:
+    repairs: Tally[str] = field(default_factory=Tally)
+    details: list[str] = field(default_factory=list)
+
+    def add(self, kind: Repair, detail: str, *, order_id: str | None = None) -> None:
+        self.repairs[kind.value] += 1
+        self.details.append(f"{kind.value}: {detail}")
+        REPAIRS.labels(kind=kind.value).inc()
+        logger.warning("reconciliation: %s: %s", kind.value, detail, extra={"order_id": order_id or "-"})
+
+    def note(self, detail: str) -> None:
+        """Something seen and left alone (not counted as a repair)."""
+        self.details.append(f"seen: {detail}")
+        logger.info("reconciliation: seen: %s", detail)
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """What Temporal says of an order's workflow: running, ended with a status, or gone."""
+
+    running: bool
+    status: BookingStatus | None = None  # its get_status (running) or its result (completed)
+
+
+def reconcile(*, grace: timedelta = timedelta(minutes=5)) -> ReconcileRun:
+    """Run the reconciliation once, keep its run, and return it. Idempotent: a second run right
+    after the first finds nothing to do. Drift younger than ``grace`` is left to a later run."""
+    run = ReconcileRun.objects.create(started_at=timezone.now())
+    report = Report()
+    try:
+        _reconcile(report, grace=grace)
+    except Exception as error:
+        run.error = f"{type(error).__name__}: {error}"
+        logger.exception("reconciliation stopped early")
+        raise
+    finally:
+        run.finished_at = timezone.now()
+        run.repairs, run.details = dict(report.repairs), report.details
+        run.save()
+        ReconcileRun.objects.filter(started_at__lt=run.started_at - KEEP_RUNS).delete()
+    logger.info("reconciliation: %d repairs %s", run.repaired, run.repairs or "")
+    return run
+
+
+def _reconcile(report: Report, *, grace: timedelta) -> None:
+    now = timezone.now()
+    for request in _open_requests(older_than=grace):
         commands.settle(request)
-    for order in _unconfirmed_orders(older_than=idle_for):
+        report.add(Repair.REQUEST_SETTLED, f"{request.kind} of {request.order_id}", order_id=request.order_id)
+    for order in _unconfirmed_orders(older_than=grace):
         with contextlib.suppress(Refused, StillConfirming, ServiceUnavailable):
             commands.hold_first_seats(order=order)  # what its customer asked for; at most once
-    closed = []
-    idle = Order.objects.filter(
-        state__in=[s.value for s in ACTIVE_STATES], updated_at__lt=timezone.now() - idle_for
-    )
-    for order in idle:
-        if _workflow_is_running(order):
-            continue
-        release_seats(order_id=order.id, flight_id=order.flight_id, seats=list(order.seats))
-        record_order(
-            record=OrderRecord(
-                order_id=order.id,
-                flight_id=order.flight_id,
-                version=order.version + 1,
-                state=State.FAILED,
-                seats=list(order.seats),
-                at=timezone.now(),
-                hold_expires_at=order.hold_expires_at,
-                payment_attempts=order.payment_attempts,
-                last_error=Messages.STOPPED,
-            )
+        report.add(Repair.CREATE_RESENT, order.id, order_id=order.id)
+    settled = now - grace
+    for order in Order.objects.filter(state__in=[s.value for s in ACTIVE_STATES], updated_at__lt=settled):
+        _reconcile_live_order(order, report, now=now)
+    _release_holds_of_ended_orders(report, settled=settled)
+
+
+def _reconcile_live_order(order: Order, report: Report, *, now: datetime) -> None:
+    workflow = _workflow_of(order)
+    if not workflow.running:
+        order.refresh_from_db()
+        if order.is_active:  # not closed by its workflow's last record since the row was read
+            _close(order, workflow.status, report, now=now)
+        return
+    status = workflow.status
+    if status is None:
+        return  # no worker answered: nothing to compare the row with
+    if status.version != order.version:
+        # A write of the workflow's may be under way (its version counts it before the store
+        # has it): only reported. The workflow's next record, newer, overrides the row anyway.
+        report.note(
+            f"{order.id}: row v{order.version} {order.state}, workflow v{status.version} "
+            f"{status.state.value} (left to the workflow)"
         )
-        closed.append(order.id)
-    return closed
+        return
+    _retake_lost_holds(order, status, report, now=now)
 
 
-def _workflow_is_running(order: Order) -> bool:
-    async def operation(client: Client) -> bool:
+def _close(order: Order, ended: BookingStatus | None, report: Report, *, now: datetime) -> None:
+    """An order whose workflow no longer runs: let its seats go, and close its row."""
+    release_seats(order_id=order.id, flight_id=order.flight_id, seats=list(order.seats))
+    if ended is not None and ended.state in TERMINAL_STATES and ended.version > order.version:
+        record = _record_of(order, ended, now=now)  # as its workflow ended it
+    else:
+        expired = order.hold_expires_at is not None and order.hold_expires_at <= now
+        paying = order.state != State.SEATS_RESERVED
+        state, message = (
+            (State.EXPIRED, Messages.EXPIRED) if expired and not paying else (State.FAILED, Messages.STOPPED)
+        )
+        record = OrderRecord(
+            order_id=order.id,
+            flight_id=order.flight_id,
+            version=order.version + 1,
+            state=state,
+            seats=list(order.seats),
+            at=now,
+            hold_expires_at=order.hold_expires_at,
+            payment_attempts=order.payment_attempts,
+            last_error=message,
+        )
+    record_order(record=record)
+    report.add(Repair.WORKFLOW_GONE, f"{order.id} {order.state} -> {record.state.value}", order_id=order.id)
+
+
+def _retake_lost_holds(order: Order, status: BookingStatus, report: Report, *, now: datetime) -> None:
+    """Seats a live order holds by its row and by its workflow (at the same version), but not in
+    Redis (which lost them): taken again for it until its deadline, where nobody else holds or
+    has bought the seat. Without this, another customer could take a seat this one still sees
+    as theirs; the workflow itself re-takes its holds only when the payment starts."""
+    if order.state != State.SEATS_RESERVED or order.hold_expires_at is None or order.hold_expires_at <= now:
+        return  # a paying order re-took its holds for the whole payment window
+    holders = inventory.holders(flight_id=order.flight_id, seats=list(order.seats))
+    lost = [seat for seat in order.seats if seat not in holders and seat in status.seats]
+    if not lost:
+        return
+    ttl = order.hold_expires_at - now + timedelta(seconds=60)
+    taken = inventory.hold(
+        flight_id=order.flight_id,
+        order_id=order.id,
+        seats=lost,
+        ttl_ms=int(ttl.total_seconds() * 1000),
+        release=[],
+    )
+    outcome = f"taken by another order: {', '.join(taken)}" if taken else "held again"
+    report.add(Repair.HOLD_LOST, f"{order.id} {', '.join(lost)} ({outcome})", order_id=order.id)
+
+
+def _release_holds_of_ended_orders(report: Report, *, settled: datetime) -> None:
+    """Holds whose order does not exist, or ended more than ``grace`` ago (an order's row exists
+    before anything is held for it, and its workflow lets its holds go before it ends)."""
+    found = list(inventory.every_hold())
+    owners = {order_id for _, _, order_id in found}
+    alive = set(
+        Order.objects.filter(id__in=owners).filter(~_ended_before(settled)).values_list("id", flat=True)
+    )
+    for flight_id, seat, order_id in found:
+        if order_id in alive:
+            continue
+        # Compare-and-delete: a hold taken by another order since the scan stays.
+        if inventory.release(flight_id=flight_id, order_id=order_id, seats=[seat]):
+            report.add(Repair.HOLD_WITHOUT_ORDER, f"{flight_id} {seat} of {order_id}", order_id=order_id)
+
+
+def _ended_before(moment: datetime) -> Q:
+    return Q(state__in=[s.value for s in TERMINAL_STATES], updated_at__lt=moment)
+
+
+def _record_of(order: Order, status: BookingStatus, *, now: datetime) -> OrderRecord:
+    return OrderRecord(
+        order_id=order.id,
+        flight_id=order.flight_id,
+        version=status.version,
+        state=status.state,
+        seats=list(status.seats),
+        at=now,
+        hold_expires_at=status.hold_expires_at,
+        payment_attempts=status.payment_attempts,
+        last_error=status.last_error,
+    )
+
+
+def _workflow_of(order: Order) -> WorkflowView:
+    async def operation(client: Client) -> WorkflowView:
+        handle = client.get_workflow_handle(order.workflow_id, result_type=BookingStatus)
         try:
-            description = await client.get_workflow_handle(order.workflow_id).describe()
+            description = await handle.describe()
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
-                return False
+                return WorkflowView(running=False)
             raise
-        return description.status == WorkflowExecutionStatus.RUNNING
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            try:
+                status = await handle.query(
+                    Queries.GET_STATUS, result_type=BookingStatus, rpc_timeout=QUERY_TIMEOUT
+                )
+            except (RPCError, TimeoutError):  # no worker answers now: nothing to compare with
+                return WorkflowView(running=True)
+            return WorkflowView(running=True, status=status)
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            return WorkflowView(running=False, status=await handle.result())
+        return WorkflowView(running=False)
 
-    return temporal_client.call(operation)
+    return temporal_client.call(operation, timeout=30)
 
 
 def _unconfirmed_orders(*, older_than: timedelta) -> list[Order]:

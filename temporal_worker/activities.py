@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
+from django.conf import settings
 from django.db import close_old_connections, transaction
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from flights import inventory
-from orders import bookkeeping
+from orders import bookkeeping, reconciliation
 from orders.booking import (
     Activities,
     ErrorType,
@@ -34,6 +35,7 @@ from orders.booking import (
 from payments import gateway
 from payments import services as payment_services
 from payments.models import PaymentOutcome
+from temporal_worker.reconcile import RECONCILE_ACTIVITY, ReconcileResult
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -170,6 +172,15 @@ def _wait_for_gateway(seconds: float) -> bool:
     return False
 
 
+@activity.defn(name=RECONCILE_ACTIVITY)
+@_with_database
+def reconcile() -> ReconcileResult:
+    """One run of the reconciliation (``orders.reconciliation.reconcile``), kept as a
+    ``ReconcileRun``. Idempotent: a second run finds nothing left to repair."""
+    run = reconciliation.reconcile(grace=settings.RECONCILE_GRACE)
+    return ReconcileResult(run_id=run.pk, repairs=dict(run.repairs))
+
+
 ALL: list[Callable[..., object]] = [
     hold_seats,
     release_seats,
@@ -177,4 +188,5 @@ ALL: list[Callable[..., object]] = [
     confirm_booking,
     refund_payment,
     validate_payment,
+    reconcile,
 ]

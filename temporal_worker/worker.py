@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_worker import activities
+from temporal_worker.reconcile import ReconcileWorkflow
 from temporal_worker.workflows import BookingWorkflow
 
 # Sync activities run on these threads; the payment activity sleeps through the gateway's
@@ -19,8 +20,12 @@ MAX_CONCURRENT_ACTIVITIES = 64
 # The sandbox imports a workflow's modules afresh for every booking it starts, so that no state
 # leaks between runs. The booking's contract and the identifier formats are pure, immutable
 # definitions: imported once and shared, they cost nothing per booking (docs/PERFORMANCE.md).
+# OpenTelemetry is passed through as Temporal's tracing interceptor needs: its context and tracer
+# provider must be the process's own, not a copy per workflow.
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("orders.booking", "common.formats")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "orders.booking", "common.formats", "opentelemetry"
+    )
 )
 
 
@@ -28,7 +33,7 @@ def build_worker(client: Client, *, task_queue: str | None = None) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
-        workflows=[BookingWorkflow],
+        workflows=[BookingWorkflow, ReconcileWorkflow],
         workflow_runner=SANDBOX,
         activities=list(activities.ALL),
         activity_executor=ThreadPoolExecutor(

@@ -48,6 +48,9 @@ WORKER_ENV = {
     "PAYMENT_LATENCY_MAX": "3s",
     "PAYMENT_VALIDATION_TIMEOUT": "2s",
     "TEMPORAL_TASK_QUEUE": TASK_QUEUE,
+    # No reconciliation schedule running under the tests: they run it when they mean to
+    # (tests/test_reconciliation.py starts a worker with one).
+    "RECONCILE_EVERY": "0",
 }
 # What the web side (the live server in this process) runs with: the rules each new order
 # carries into its workflow.

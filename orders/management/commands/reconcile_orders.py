@@ -2,13 +2,14 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from orders.reconciliation import reconcile_orders
+from orders.reconciliation import reconcile
 
 
 class Command(BaseCommand):
     help = (
-        "Close active orders whose workflow no longer runs (e.g. terminated from the Temporal UI): "
-        "release their seats and mark them FAILED. Safe to run from cron at any time."
+        "Run the reconciliation once (the worker's Temporal Schedule runs it every minute): close "
+        "live orders whose workflow no longer runs, catch rows up with their workflow, take again "
+        "holds Redis lost, release holds of ended orders. Safe to run at any time."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -16,12 +17,12 @@ class Command(BaseCommand):
             "--idle-minutes",
             type=float,
             default=5.0,
-            help="Only orders untouched for this long (default 5).",
+            help="Leave drift younger than this to a later run (default 5).",
         )
 
     def handle(self, *args: object, **options: object) -> None:
         minutes = float(options["idle_minutes"])  # type: ignore[arg-type]
-        closed = reconcile_orders(idle_for=timedelta(minutes=minutes))
-        for order_id in closed:
-            self.stdout.write(f"closed {order_id}")
-        self.stdout.write(self.style.SUCCESS(f"{len(closed)} orders reconciled"))
+        run = reconcile(grace=timedelta(minutes=minutes))
+        for line in run.details:
+            self.stdout.write(line)
+        self.stdout.write(self.style.SUCCESS(f"{run.repaired} repairs"))

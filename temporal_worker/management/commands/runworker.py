@@ -16,8 +16,12 @@ import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from common import tracing
 from orders.temporal_client import connect
+from temporal_worker.schedules import ensure_reconcile_schedule
 from temporal_worker.worker import build_worker
 
 logger = logging.getLogger("temporal_worker")
@@ -31,11 +35,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         code = 0
+        tracing.setup(service="booking-worker", endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT)
         try:
             asyncio.run(self.serve(task_queue=options.get("task_queue")))  # type: ignore[arg-type]
         except Exception:
             logger.exception("worker stopped on an error")
             code = 1
+        tracing.shutdown()  # os._exit skips the exporter's own flush at exit
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -50,12 +56,26 @@ class Command(BaseCommand):
             return
         worker = build_worker(client, task_queue=task_queue)
         queue = task_queue or settings.TEMPORAL_TASK_QUEUE
+        await self.schedule_reconciliation(client, queue)
         logger.info("worker polling task queue %s on %s", queue, settings.TEMPORAL_HOST)
         self.stdout.write(f"Worker ready: task queue {queue!r} on {settings.TEMPORAL_HOST}")
         async with worker:
             await stop.wait()
             logger.info("shutting down: finishing running activities")
         logger.info("worker stopped")
+
+    async def schedule_reconciliation(self, client: Client, queue: str) -> None:
+        """The reconciliation's Temporal Schedule (RECONCILE_EVERY; 0 leaves it as it is). A
+        Temporal that refuses it is logged: the bookings are served all the same."""
+        every = settings.RECONCILE_EVERY
+        if not every:
+            return
+        try:
+            schedule_id = await ensure_reconcile_schedule(client, task_queue=queue, every=every)
+        except RPCError as error:
+            logger.error("could not create the reconciliation schedule: %s", error)
+            return
+        self.stdout.write(f"Reconciliation: schedule {schedule_id!r}, every {every}")
 
     async def connect_with_retry(self, stop: asyncio.Event):  # type: ignore[no-untyped-def]
         """Temporal may still be starting: keep trying until it answers or we are stopped."""

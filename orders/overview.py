@@ -1,0 +1,78 @@
+"""What the operators' overview page shows (the admin's "Overview"): computed here, shown as is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+
+from flights import inventory
+from orders.booking import State, reconcile_schedule_id
+from orders.models import Order, ReconcileRun
+from payments.models import PaymentAttempt, PaymentOutcome
+
+RECENT = timedelta(hours=1)
+FAILED_OUTCOMES = (PaymentOutcome.FAILED, PaymentOutcome.TIMED_OUT)
+FINISHED_OUTCOMES = (*FAILED_OUTCOMES, PaymentOutcome.SUCCEEDED, PaymentOutcome.REFUNDED)
+
+
+@dataclass(frozen=True)
+class StateCount:
+    state: State
+    now: int  # orders in this state
+    last_hour: int  # of those, created in the last hour
+
+
+@dataclass(frozen=True)
+class Overview:
+    at: datetime
+    states: list[StateCount]
+    live_holds: int  # orders holding seats (SEATS_RESERVED, deadline ahead)
+    held_seats: int | None  # seat holds in Redis; None while Redis cannot be read
+    oldest_hold: Order | None  # the live hold that has been held longest
+    payment_attempts: int  # finished in the last hour
+    payment_failures: int  # of those, declined or timed out
+    last_reconciliation: ReconcileRun | None
+    temporal_ui: str  # the namespace's workflows
+    reconcile_schedule_ui: str
+    grafana: str
+    traces: str
+
+    @property
+    def payment_failure_rate(self) -> float | None:
+        return self.payment_failures / self.payment_attempts if self.payment_attempts else None
+
+
+def overview(*, now: datetime | None = None) -> Overview:
+    now = now or timezone.now()
+    since = now - RECENT
+    all_time = dict(Order.objects.values_list("state").annotate(n=Count("id")))
+    recent = dict(Order.objects.filter(created_at__gte=since).values_list("state").annotate(n=Count("id")))
+    live = Order.objects.filter(state=State.SEATS_RESERVED, hold_expires_at__gt=now)
+    attempts = PaymentAttempt.objects.filter(finished_at__gte=since, outcome__in=FINISHED_OUTCOMES)
+    ui = f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}"
+    return Overview(
+        at=now,
+        states=[StateCount(s, all_time.get(s.value, 0), recent.get(s.value, 0)) for s in State],
+        live_holds=live.count(),
+        held_seats=_held_seats(),
+        oldest_hold=live.order_by("created_at").select_related("flight").first(),
+        payment_attempts=attempts.count(),
+        payment_failures=attempts.filter(outcome__in=FAILED_OUTCOMES).count(),
+        last_reconciliation=ReconcileRun.objects.first(),
+        temporal_ui=f"{ui}/workflows",
+        reconcile_schedule_ui=f"{ui}/schedules/{reconcile_schedule_id(settings.TEMPORAL_TASK_QUEUE)}",
+        grafana=settings.GRAFANA_URL,
+        traces=settings.TRACES_URL,
+    )
+
+
+def _held_seats() -> int | None:
+    try:
+        return sum(1 for _ in inventory.every_hold())
+    except redis.RedisError:
+        return None

@@ -1,0 +1,62 @@
+"""The worker's Temporal Schedules, created (or brought up to date) as it starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from orders.booking import reconcile_schedule_id
+from temporal_worker.reconcile import RECONCILE_WORKFLOW
+
+logger = logging.getLogger(__name__)
+NOTE = "Reconciles Redis, PostgreSQL and the booking workflows (docs/OPERATIONS.md)"
+
+
+def reconcile_schedule(*, task_queue: str, every: timedelta) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RECONCILE_WORKFLOW,
+            id=reconcile_schedule_id(task_queue),  # Temporal adds each run's time to it
+            task_queue=task_queue,
+            execution_timeout=timedelta(minutes=10),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        # A run still going when the next is due: the next is skipped, never run beside it.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=NOTE),
+    )
+
+
+async def ensure_reconcile_schedule(client: Client, *, task_queue: str, every: timedelta) -> str:
+    """Create the reconciliation's schedule, or bring an existing one up to date (its interval,
+    its action) while keeping its state: a schedule an operator paused stays paused. Idempotent:
+    every worker calls it as it starts. Returns the schedule's id."""
+    schedule_id = reconcile_schedule_id(task_queue)
+    wanted = reconcile_schedule(task_queue=task_queue, every=every)
+    try:
+        await client.create_schedule(schedule_id, wanted)
+        logger.info("created schedule %s (every %s)", schedule_id, every)
+    except ScheduleAlreadyRunningError:
+
+        def keep_state(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            state = current.description.schedule.state
+            return ScheduleUpdate(schedule=dataclasses.replace(wanted, state=state))
+
+        await client.get_schedule_handle(schedule_id).update(keep_state)
+        logger.info("schedule %s already there: brought up to date", schedule_id)
+    return schedule_id

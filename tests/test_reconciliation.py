@@ -1,0 +1,130 @@
+"""The reconciliation, on the real stack: drift made by hand is repaired, healthy bookings in the
+same run are left alone, and the worker keeps one Temporal Schedule for it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.utils import timezone
+from temporalio.client import Client, ScheduleOverlapPolicy
+
+from flights import holds
+from flights.models import BookedSeat
+from orders import temporal_client
+from orders.booking import Messages, reconcile_schedule_id
+from orders.commands import new_order_id
+from orders.models import Order, ReconcileRun
+from orders.reconciliation import reconcile
+from tests.conftest import WorkerProcess
+from tests.helpers import wait_for
+
+FLIGHT = "fl-101"
+
+
+def _holder(seat: str) -> str | None:
+    return holds.holders(flight_id=FLIGHT, seats=[seat]).get(seat)
+
+
+def _terminate(order_id: str) -> None:
+    temporal_client.call(lambda c: c.get_workflow_handle(f"booking-{order_id}").terminate("by hand"))
+
+
+def test_drift_is_repaired_and_healthy_bookings_in_the_same_run_are_left_alone(stack):
+    customer = stack.customer()
+    # Healthy: a live hold, a payment under way (99999 declines three times, slowly), a sale.
+    held = customer.create_order(FLIGHT, ["15A"]).json["orderId"]
+    paying = customer.create_order(FLIGHT, ["15B"]).json["orderId"]
+    assert customer.post(f"/api/orders/{paying}/pay", {"paymentCode": "99999"}).status == 202
+    confirmed = customer.create_order(FLIGHT, ["15C"]).json["orderId"]
+    assert customer.post(f"/api/orders/{confirmed}/pay", {"paymentCode": "00000"}).status == 202
+    customer.wait_for_status(confirmed, "CONFIRMED")
+    wait_for(lambda: _holder("15C") is None, what="the sale to let its hold go")
+    # Drift, by hand: a workflow terminated (its compensations skipped), a hold Redis lost, and
+    # a hold whose order never existed.
+    stopped = customer.create_order(FLIGHT, ["16A"]).json["orderId"]
+    _terminate(stopped)
+    lost = customer.create_order(FLIGHT, ["16B"]).json["orderId"]
+    holds.connection().delete(holds.hold_key(FLIGHT, "16B"))
+    stranger = new_order_id()
+    holds.connection().set(holds.hold_key(FLIGHT, "20A"), stranger, px=600_000)
+    held_before = Order.objects.get(id=held)
+
+    run = reconcile(grace=timedelta(0))
+
+    assert run.repairs == {"workflow_gone": 1, "hold_lost": 1, "hold_without_order": 1}, run.details
+    assert ReconcileRun.objects.latest("started_at") == run
+    assert run.finished_at is not None
+    # The drift, repaired.
+    closed = customer.status(stopped)
+    assert (closed["status"], closed["lastError"]) == ("FAILED", Messages.STOPPED)
+    assert _holder("16A") is None
+    assert _holder("16B") == lost
+    assert _holder("20A") is None
+    # The healthy bookings, untouched.
+    held_after = Order.objects.get(id=held)
+    assert (held_after.state, held_after.version) == (held_before.state, held_before.version)
+    assert _holder("15A") == held
+    assert customer.status(confirmed)["status"] == "CONFIRMED"
+    assert BookedSeat.objects.filter(order_id=confirmed, seat__code="15C").exists()
+    ended = customer.wait_for_status(paying, "FAILED", timeout=60)
+    assert ended["lastError"] == Messages.PAYMENT_FAILED_FINAL.format(attempts=3), "ended by its workflow"
+    assert not [line for line in run.details if any(o in line for o in (held, paying, confirmed))]
+
+    # Idempotent: the next run finds nothing left to repair.
+    assert reconcile(grace=timedelta(0)).repairs == {}
+
+
+def test_drift_younger_than_the_grace_is_left_to_a_later_run(stack):
+    customer = stack.customer()
+    order_id = customer.create_order(FLIGHT, ["17A"]).json["orderId"]
+    _terminate(order_id)
+
+    assert reconcile(grace=timedelta(hours=1)).repairs == {}
+    assert customer.status(order_id)["status"] == "SEATS_RESERVED"
+    assert _holder("17A") == order_id
+
+    # Later, past its hold: closed as its timer would have closed it.
+    Order.objects.filter(id=order_id).update(hold_expires_at=timezone.now() - timedelta(seconds=1))
+    assert reconcile(grace=timedelta(0)).repairs == {"workflow_gone": 1}
+    expired = customer.status(order_id)
+    assert (expired["status"], expired["lastError"]) == ("EXPIRED", Messages.EXPIRED)
+    assert _holder("17A") is None
+
+
+def test_the_worker_keeps_one_reconciliation_schedule_and_it_runs_the_reconciliation(stack):
+    queue = f"reconcile-test-{uuid.uuid4().hex[:8]}"
+    worker = WorkerProcess(
+        env={**stack.worker.env, "TEMPORAL_TASK_QUEUE": queue, "RECONCILE_EVERY": "1m"},
+        log=stack.worker.log.with_name("reconcile-worker.log"),
+    )
+    schedule_id = reconcile_schedule_id(queue)
+
+    async def describe(client: Client):  # type: ignore[no-untyped-def]
+        return await client.get_schedule_handle(schedule_id).describe()
+
+    async def listed(client: Client) -> list[str]:
+        return [s.id async for s in await client.list_schedules() if s.id == schedule_id]
+
+    try:
+        worker.log.write_bytes(b"")
+        worker.start()
+        temporal_client.call(lambda c: c.get_schedule_handle(schedule_id).pause(note="paused by an operator"))
+        worker.restart()  # a second start: the same schedule, still paused
+
+        schedule = temporal_client.call(describe).schedule
+        assert wait_for(lambda: temporal_client.call(listed), timeout=30, what="the schedule listed") == [
+            schedule_id
+        ]
+        assert [spec.every for spec in schedule.spec.intervals] == [timedelta(minutes=1)]
+        assert schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+        assert schedule.state.paused, "a worker's start leaves an operator's pause alone"
+
+        finished = ReconcileRun.objects.filter(finished_at__isnull=False, error="")
+        before = finished.count()
+        temporal_client.call(lambda c: c.get_schedule_handle(schedule_id).trigger())
+        wait_for(lambda: finished.count() > before, timeout=30, what="a reconciliation run to finish")
+    finally:
+        if worker.process is not None:
+            worker.stop()
+        temporal_client.call(lambda c: c.get_schedule_handle(schedule_id).delete())
