@@ -88,3 +88,26 @@ def test_release_lets_go_only_of_the_orders_own_seats_and_counts_them(flight):
 def test_holders_reads_text_whether_redis_answers_bytes_or_text():
     assert holds._text(b"ord-1") == "ord-1"
     assert holds._text("ord-2") == "ord-2"
+
+
+def test_every_hold_lists_each_hold_in_redis_with_its_flight_seat_and_order(flight):
+    holds.acquire(flight_id=flight, seats=["6A", "6B"], order_id=MINE, ttl_ms=60_000)
+    holds.acquire(flight_id=flight, seats=["6C"], order_id=THEIRS, ttl_ms=60_000)
+    redis = holds.connection()
+    redis.set(f"hold:{flight}:6D", MINE, px=60_000)  # not a hold's key: no hash tag
+    redis.set(f"other:{{{flight}}}:6E", MINE, px=60_000)
+
+    found = sorted(hold for hold in holds.every_hold() if hold[0] == flight)
+
+    assert found == [(flight, "6A", MINE), (flight, "6B", MINE), (flight, "6C", THEIRS)]
+    redis.delete(f"hold:{flight}:6D", f"other:{{{flight}}}:6E")
+
+
+def test_every_hold_reads_a_large_store_in_batches_and_misses_none(flight):
+    seats = [f"{row}{letter}" for row in range(10, 17) for letter in "AB"]  # 14 holds
+    holds.acquire(flight_id=flight, seats=seats, order_id=MINE, ttl_ms=60_000)
+
+    found = [seat for held_on, seat, _ in holds.every_hold(batch=3) if held_on == flight]
+
+    assert sorted(found) == sorted(seats)
+    assert len(found) == len(seats), "each hold once"
