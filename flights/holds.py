@@ -10,6 +10,7 @@ seats or none, and a release or refresh touches only keys still owned by the ord
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -94,24 +95,18 @@ def holders(*, flight_id: str, seats: Sequence[str]) -> dict[str, str]:
 
 def every_hold(*, batch: int = 1000) -> Iterator[tuple[str, str, str]]:
     """Every seat hold in Redis, as (flight id, seat, order id): SCAN, not KEYS, so that Redis
-    keeps serving while a large store is read; a hold that ends meanwhile may be missed."""
+    keeps serving while a large store is read, and one MGET per ``batch`` keys; a hold that ends
+    meanwhile may be missed."""
     redis = connection()
-    keys: list[str] = []
-    for key in redis.scan_iter(match="hold:{*}:*", count=batch):
-        keys.append(_text(key))
-        if len(keys) >= batch:
-            yield from _owned(redis, keys)
-            keys = []
-    yield from _owned(redis, keys)
-
-
-def _owned(redis: Redis, keys: list[str]) -> Iterator[tuple[str, str, str]]:
-    if not keys:
-        return
-    for key, value in zip(keys, redis.mget(keys), strict=True):
-        match = _HOLD_KEY.fullmatch(key)
-        if match and value is not None:
-            yield match["flight"], match["seat"], _text(value)
+    # SCAN's pattern and count only spare work: the key's own pattern below decides. Not mutated.
+    keys = redis.scan_iter(match="hold:{*}:*", count=batch)  # pragma: no mutate
+    while chunk := [_text(key) for key in itertools.islice(keys, batch)]:
+        # MGET answers one value a key, so `strict` cannot change the result: not mutated.
+        pairs = zip(chunk, redis.mget(chunk), strict=True)  # pragma: no mutate
+        for key, value in pairs:
+            match = _HOLD_KEY.fullmatch(key)
+            if match and value is not None:  # a hold that ended since the SCAN has no value
+                yield match["flight"], match["seat"], _text(value)
 
 
 def _text(value: bytes | str) -> str:

@@ -96,11 +96,12 @@ def test_every_hold_lists_each_hold_in_redis_with_its_flight_seat_and_order(flig
     redis = holds.connection()
     redis.set(f"hold:{flight}:6D", MINE, px=60_000)  # not a hold's key: no hash tag
     redis.set(f"other:{{{flight}}}:6E", MINE, px=60_000)
+    redis.set(f"hold:{{{flight}}}:", MINE, px=60_000)  # nor is this: no seat
 
     found = sorted(hold for hold in holds.every_hold() if hold[0] == flight)
 
     assert found == [(flight, "6A", MINE), (flight, "6B", MINE), (flight, "6C", THEIRS)]
-    redis.delete(f"hold:{flight}:6D", f"other:{{{flight}}}:6E")
+    redis.delete(f"hold:{flight}:6D", f"other:{{{flight}}}:6E", f"hold:{{{flight}}}:")
 
 
 def test_every_hold_reads_a_large_store_in_batches_and_misses_none(flight):
