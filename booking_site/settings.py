@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "booking_site.metrics.StatusLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "booking_site.sessions.CheckedSessionMiddleware",
@@ -137,6 +138,17 @@ TEMPORAL_UI_URL = env.string("TEMPORAL_UI_URL", "http://localhost:8233")
 # well under the workflow task timeout (10 s) so that one slow task costs a 202, not an error;
 # see docs/ARCHITECTURE.md, "Timeouts that fit together".
 TEMPORAL_ANSWER_TIMEOUT = env.duration("TEMPORAL_ANSWER_TIMEOUT", "5s", minimum=timedelta(milliseconds=100))
+
+# --- Metrics (Prometheus format, never on the public site: docs/OPERATIONS.md, "Metrics") ----
+# Where the web (gunicorn's master, summing its worker processes) and the worker serve their
+# metrics; 0 turns one off. Bound to METRICS_HOST only: loopback by default, every interface in a
+# container, where Prometheus scrapes them over the private network (docker-compose.yml).
+METRICS_HOST = env.string(
+    "METRICS_HOST", "127.0.0.1", pattern=r"[A-Za-z0-9.:\[\]\-]+", accepts="a host name or IP address"
+)
+METRICS_PORT = env.integer("METRICS_PORT", 9180, minimum=0, maximum=65535)
+WORKER_METRICS_PORT = env.integer("WORKER_METRICS_PORT", 9181, minimum=0, maximum=65535)
+TEMPORAL_METRICS_PORT = env.integer("TEMPORAL_METRICS_PORT", 9182, minimum=0, maximum=65535)
 
 # --- The booking rules ---------------------------------------------------------------------
 SEAT_RESERVATION_TIMEOUT = env.duration("SEAT_RESERVATION_TIMEOUT", "15m", minimum=timedelta(seconds=1))

@@ -14,6 +14,7 @@ import logging
 
 from django.db import transaction
 
+from common import metrics
 from flights import inventory
 from orders.booking import TERMINAL_STATES, OrderRecord, State
 from orders.models import Order, OrderEvent
@@ -31,10 +32,16 @@ def record_order(*, record: OrderRecord) -> bool:
     workflow, and removes it when Temporal refused the order at once (the customer was told, and
     nothing may remain); a record for a removed order is dropped. Returns whether the row changed.
     """
+    return _record(record) is not None
+
+
+def _record(record: OrderRecord) -> State | None:
+    """``record_order``; returns the state the row had before, or None when nothing changed."""
     with transaction.atomic():
         order = Order.objects.select_for_update().filter(id=record.order_id).first()
         if order is None or order.version >= record.version:
-            return False
+            return None
+        before = State(order.state)
         order.state = record.state
         order.seats = list(record.seats)
         order.hold_expires_at = record.hold_expires_at
@@ -58,7 +65,29 @@ def record_order(*, record: OrderRecord) -> bool:
         )
         if record.state in TERMINAL_STATES:
             payment_services.close_open_attempts(order_id=order.id)
-    return True
+        _count_transition(order, before, record)
+    return before
+
+
+def _count_transition(order: Order, before: State, record: OrderRecord) -> None:
+    """The metrics of a transition the row has just taken, counted once the transaction commits
+    (a retried activity finds the version written, and counts nothing again)."""
+    after = State(record.state)
+    if after in TERMINAL_STATES:
+        transaction.on_commit(metrics.ORDERS_FINISHED.labels(state=after.value).inc)
+    # The hold ends when the payment is submitted, or when the order ends without one.
+    if before is State.SEATS_RESERVED and (after is State.PAYMENT_PENDING or after in TERMINAL_STATES):
+        first_hold = (
+            OrderEvent.objects.filter(order=order, state=State.SEATS_RESERVED)
+            .order_by("version")
+            .values_list("at", flat=True)
+            .first()
+        )
+        if first_hold is not None:
+            ended = "payment" if after is State.PAYMENT_PENDING else after.value
+            seconds = max(0.0, (record.at - first_hold).total_seconds())
+            observe = metrics.HOLD_DURATION.labels(ended=ended).observe
+            transaction.on_commit(lambda: observe(seconds))
 
 
 def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[str]:
@@ -75,7 +104,9 @@ def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[
         release=release,
     )
     if not taken:
-        record_order(record=record)
+        before = _record(record)
+        if before is State.SEATS_RESERVED and record.state == State.SEATS_RESERVED:
+            transaction.on_commit(metrics.SEAT_CHANGES.inc)
     return taken
 
 

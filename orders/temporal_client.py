@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
 T = TypeVar("T")
@@ -41,10 +42,14 @@ class TemporalUnreachable(Exception):
     """No connection to Temporal: the operation was not sent."""
 
 
-async def connect(*, retry_config: RetryConfig | None = None) -> Client:
-    """A new client from settings (the worker and async code use this directly)."""
+async def connect(*, retry_config: RetryConfig | None = None, runtime: Runtime | None = None) -> Client:
+    """A new client from settings (the worker and async code use this directly). ``runtime``:
+    the worker's, which exports the SDK's metrics; by default the SDK's own."""
     return await Client.connect(
-        settings.TEMPORAL_HOST, namespace=settings.TEMPORAL_NAMESPACE, retry_config=retry_config
+        settings.TEMPORAL_HOST,
+        namespace=settings.TEMPORAL_NAMESPACE,
+        retry_config=retry_config,
+        runtime=runtime,
     )
 
 

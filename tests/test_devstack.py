@@ -55,6 +55,9 @@ class RunningStack:
             "STACK_REDIS_PORT": free_port(),
             "STACK_TEMPORAL_PORT": free_port(),
             "STACK_TEMPORAL_UI_PORT": free_port(),
+            "METRICS_PORT": free_port(),
+            "WORKER_METRICS_PORT": free_port(),
+            "TEMPORAL_METRICS_PORT": free_port(),
         }
         self.env = _outside_env()
         self.env.update(STACK_DATA_DIR=str(data), WEB_CONCURRENCY="2", **env)

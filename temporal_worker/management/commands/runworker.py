@@ -16,8 +16,10 @@ import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from temporalio.runtime import Runtime
 
 from orders.temporal_client import connect
+from temporal_worker import metrics
 from temporal_worker.worker import build_worker
 
 logger = logging.getLogger("temporal_worker")
@@ -45,7 +47,10 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        client = await self.connect_with_retry(stop)
+        # Both ports are bound before anything else: one that is taken stops start-up (an error).
+        metrics.serve_product_metrics()
+        runtime = metrics.sdk_runtime()
+        client = await self.connect_with_retry(stop, runtime)
         if client is None:
             return
         worker = build_worker(client, task_queue=task_queue)
@@ -57,12 +62,12 @@ class Command(BaseCommand):
             logger.info("shutting down: finishing running activities")
         logger.info("worker stopped")
 
-    async def connect_with_retry(self, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+    async def connect_with_retry(self, stop: asyncio.Event, runtime: Runtime | None):  # type: ignore[no-untyped-def]
         """Temporal may still be starting: keep trying until it answers or we are stopped."""
         delay = 0.5
         while not stop.is_set():
             try:
-                return await connect()
+                return await connect(runtime=runtime)
             except RuntimeError as error:
                 logger.warning(
                     "Temporal at %s not reachable yet (%s); retrying", settings.TEMPORAL_HOST, error

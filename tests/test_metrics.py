@@ -1,0 +1,155 @@
+"""Metrics in Prometheus format, read as Prometheus reads them: by scraping the web's and the
+worker's metrics ports while the real stack books (docs/OPERATIONS.md, "Metrics")."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from common import metrics
+from devstack.ports import free_port
+from tests.conftest import GunicornWeb, Stack, start_gunicorn
+from tests.helpers import ApiClient, wait_for
+
+pytestmark = pytest.mark.stack
+
+
+class Scrape:
+    """One scrape of a metrics endpoint: each sample by its name and labels."""
+
+    def __init__(self, url: str) -> None:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.status == 200
+            self.text = reply.read().decode()
+        self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in text_string_to_metric_families(self.text):
+            for sample in family.samples:
+                self.samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sample's value; 0 when the series does not exist (yet)."""
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self.samples}
+
+
+def delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
+    return after.value(name, **labels) - before.value(name, **labels)
+
+
+def scrape_once_counted(url: str, before: Scrape, *, state: str) -> Scrape:
+    """The first scrape that counts the order that ended in ``state``: it is counted when its row
+    commits, just before the activity answers, so a bounded wait (never a sleep)."""
+
+    def counted() -> Scrape | None:
+        scrape = Scrape(url)
+        return scrape if delta(before, scrape, "booking_orders_finished_total", state=state) else None
+
+    return wait_for(counted, timeout=10, what=f"the {state} order to be counted")
+
+
+def book_one(web: GunicornWeb, stack: Stack) -> tuple[ApiClient, str]:
+    """One order, one seat change, paid with the code that always succeeds: CONFIRMED."""
+    customer = ApiClient(web.url)
+    created = customer.create_order("fl-101", ["12A"])
+    assert created.status == 201, created.text
+    order_id = created.json["orderId"]
+    changed = customer.put(f"/api/orders/{order_id}/seats", {"seats": ["12B"]})
+    assert changed.status == 200, changed.text
+    assert Scrape(stack.worker.metrics_url).value(metrics.ORDERS_HOLDING_SEATS) == 1
+    assert Scrape(stack.worker.metrics_url).value(metrics.SEATS_HELD) == 1
+    paid = customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
+    assert paid.status == 202, paid.text
+    customer.wait_for_status(order_id, "CONFIRMED")
+    return customer, order_id
+
+
+def test_one_booking_moves_the_worker_counters_once(stack, gunicorn_web):
+    worker = stack.worker.metrics_url
+    before = Scrape(worker)
+
+    book_one(gunicorn_web, stack)
+
+    after = scrape_once_counted(worker, before, state="CONFIRMED")
+    assert delta(before, after, "booking_orders_finished_total", state="CONFIRMED") == 1
+    for state in ("FAILED", "EXPIRED", "CANCELLED"):
+        assert delta(before, after, "booking_orders_finished_total", state=state) == 0
+    assert delta(before, after, "booking_payment_attempts_total", outcome="SUCCEEDED") == 1
+    assert delta(before, after, "booking_payment_attempts_total", outcome="FAILED") == 0
+    assert delta(before, after, "booking_seat_changes_total") == 1
+    assert delta(before, after, "booking_hold_duration_seconds_count", ended="payment") == 1
+    assert after.value(metrics.ORDERS_HOLDING_SEATS) == 0, "a confirmed order holds nothing"
+    assert after.value(metrics.SEATS_HELD) == 0
+
+
+def test_a_failed_payment_counts_every_attempt_and_the_failure(stack, gunicorn_web):
+    worker = stack.worker.metrics_url
+    before = Scrape(worker)
+    customer = ApiClient(gunicorn_web.url)
+    order_id = customer.create_order("fl-101", ["14C"]).json["orderId"]
+
+    assert customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "99999"}).status == 202
+    customer.wait_for_status(order_id, "FAILED", timeout=60)
+
+    after = scrape_once_counted(worker, before, state="FAILED")
+    assert delta(before, after, "booking_payment_attempts_total", outcome="FAILED") == 3
+    assert delta(before, after, "booking_payment_attempts_total", outcome="SUCCEEDED") == 0
+    assert delta(before, after, "booking_orders_finished_total", state="FAILED") == 1
+    assert delta(before, after, "booking_orders_finished_total", state="CONFIRMED") == 0
+    assert delta(before, after, "booking_seat_changes_total") == 0
+
+
+def test_the_web_counts_status_requests_over_all_its_processes(stack, gunicorn_web):
+    customer, order_id = book_one(gunicorn_web, stack)
+    before = Scrape(gunicorn_web.metrics_url)
+
+    for _ in range(6):  # spread over gunicorn's two processes by the kernel
+        assert customer.get(f"/api/orders/{order_id}/status").status == 200
+
+    after = Scrape(gunicorn_web.metrics_url)
+    assert delta(before, after, "booking_status_request_duration_seconds_count", view="api") == 6
+    assert delta(before, after, "booking_status_request_duration_seconds_sum", view="api") > 0
+    assert after.value("booking_unavailable_responses_total", cause="temporal_unreachable") == 0
+    # Only the web's own metrics: the worker's counts are the worker's to serve.
+    assert "booking_orders_finished_total" not in after.names()
+
+
+def test_the_web_counts_503s_by_cause(stack, tmp_path):
+    """A web whose Temporal does not answer: the customer gets 503 (nothing was sent), and the
+    metrics say why."""
+    env = dict(stack.worker.env, TEMPORAL_HOST=f"127.0.0.1:{free_port()}", TEMPORAL_ANSWER_TIMEOUT="2s")
+    web = start_gunicorn(env, tmp_path)
+    try:
+        customer = ApiClient(web.url)
+        refused = customer.create_order("fl-101", ["12A"])
+        health = customer.get("/healthz")
+        after = Scrape(web.metrics_url)
+    finally:
+        web.process.terminate()
+        web.process.wait(timeout=30)
+
+    assert refused.status == 503, refused.text
+    assert health.status == 503
+    assert after.value("booking_unavailable_responses_total", cause="temporal_unreachable") == 1
+    assert after.value("booking_unavailable_responses_total", cause="healthz") == 1
+    assert after.value("booking_unavailable_responses_total", cause="database_unavailable") == 0
+
+
+def test_the_worker_serves_the_temporal_sdk_metrics(stack, gunicorn_web):
+    book_one(gunicorn_web, stack)
+
+    names = Scrape(stack.worker.sdk_metrics_url).names()
+
+    # The names the dashboard (deploy/grafana) uses, as this SDK version exports them.
+    assert set(SDK_DASHBOARD_NAMES) <= names, sorted(names)
+
+
+SDK_DASHBOARD_NAMES = (
+    "temporal_workflow_task_schedule_to_start_latency_bucket",
+    "temporal_workflow_task_execution_latency_bucket",
+    "temporal_activity_schedule_to_start_latency_bucket",
+    "temporal_activity_execution_latency_bucket",
+)
