@@ -83,14 +83,11 @@ METRICS_LABELS = {
 }
 
 
-def metrics_urls(ports: dict[str, int]) -> str:
-    """The lines of the metrics' URLs (served on the loopback interface only, by default)."""
+def metrics_urls(ports: dict[str, int]) -> list[tuple[str, str]]:
+    """Where each metrics endpoint is (served on the loopback interface only, by default)."""
     host = os.environ.get("METRICS_HOST", "127.0.0.1")
     host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104
-    lines = [
-        f"  {METRICS_LABELS[name]:<14}http://{host}:{port}/metrics\n" for name, port in ports.items() if port
-    ]
-    return "".join(lines)
+    return [(METRICS_LABELS[name], f"http://{host}:{port}/metrics") for name, port in ports.items() if port]
 
 
 def run(supervisor: Supervisor) -> int:
@@ -135,15 +132,15 @@ def run(supervisor: Supervisor) -> int:
     )
     supervisor.wait_until(lambda: not port_is_free(web_port), what="web server", timeout=60)
     ui = env.get("TEMPORAL_UI_URL", "(your Temporal server's UI)")
-    print(
-        f"\n  Site          http://localhost:{web_port}/\n"
-        f"  Admin         http://localhost:{web_port}/admin/   (create a user: make superuser)\n"
-        f"  Temporal UI   {ui}\n"
-        f"  Health        http://localhost:{web_port}/healthz\n"
-        f"{metrics_urls(metrics_ports)}\n"
-        "  Ctrl-C stops everything.\n",
-        flush=True,
-    )
+    places = [
+        ("Site", f"http://localhost:{web_port}/"),
+        ("Admin", f"http://localhost:{web_port}/admin/   (create a user: make superuser)"),
+        ("Temporal UI", ui),
+        ("Health", f"http://localhost:{web_port}/healthz"),
+        *metrics_urls(metrics_ports),
+    ]
+    lines = "".join(f"  {name:<16}{where}\n" for name, where in places)
+    print(f"\n{lines}\n  Ctrl-C stops everything.\n", flush=True)
     while True:
         dead = supervisor.check_alive()
         if dead:
