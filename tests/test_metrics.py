@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import urllib.request
 
+import psutil
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import metrics
@@ -146,3 +148,74 @@ def test_the_worker_serves_the_temporal_sdk_metrics(stack, gunicorn_web):
 
     # The names the dashboard (deploy/grafana) uses, as this SDK version exports them.
     assert names >= SDK_DASHBOARD_NAMES, sorted(SDK_DASHBOARD_NAMES - names)
+
+
+def test_an_abandoned_order_counts_as_cancelled_with_its_hold(stack, gunicorn_web):
+    worker = stack.worker.metrics_url
+    before = Scrape(worker)
+    customer = ApiClient(gunicorn_web.url)
+    order_id = customer.create_order("fl-101", ["15D"]).json["orderId"]
+
+    assert customer.delete(f"/api/orders/{order_id}").status == 202
+    customer.wait_for_status(order_id, "CANCELLED")
+
+    after = scrape_once_counted(worker, before, state="CANCELLED")
+    assert delta(before, after, "booking_orders_finished_total", state="CANCELLED") == 1
+    assert delta(before, after, "booking_hold_duration_seconds_count", ended="CANCELLED") == 1
+    assert delta(before, after, "booking_hold_duration_seconds_count", ended="payment") == 0
+    assert delta(before, after, "booking_payment_attempts_total", outcome="SUCCEEDED") == 0
+
+
+def test_the_web_keeps_its_counts_when_gunicorn_replaces_a_worker_process(stack, gunicorn_web):
+    """A process that dies is marked dead (child_exit): what it counted stays in the sum."""
+    customer, order_id = book_one(gunicorn_web, stack)
+    for _ in range(4):
+        customer.get(f"/api/orders/{order_id}/status")
+    answered = "booking_status_request_duration_seconds_count"
+    counted = Scrape(gunicorn_web.metrics_url).value(answered, view="api")
+    master = psutil.Process(gunicorn_web.process.pid)
+    old = {child.pid for child in master.children()}
+
+    for child in master.children():
+        child.kill()
+    wait_for(
+        lambda: len({child.pid for child in master.children()} - old) == 2,
+        timeout=60,
+        what="gunicorn to start two new worker processes",
+    )
+    status = f"/api/orders/{order_id}/status"
+    wait_for(lambda: customer.get(status).status == 200, timeout=30, what="a new process to answer")
+
+    after = Scrape(gunicorn_web.metrics_url)
+    assert after.value(answered, view="api") == counted + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_record_counts_once(demo_flights):
+    """Activities run at least once: writing the same version again changes no row, and counts
+    nothing (this process's own registry: the bookkeeping runs here as in the worker)."""
+    from datetime import UTC, datetime
+
+    from orders import bookkeeping
+    from orders.booking import OrderRecord, State
+    from orders.models import Order
+
+    Order.objects.create(id="ord-" + "a" * 20, flight_id="fl-101", state=State.SEATS_RESERVED, seats=["1A"])
+    record = OrderRecord(
+        order_id="ord-" + "a" * 20,
+        flight_id="fl-101",
+        version=5,
+        state=State.EXPIRED,
+        seats=["1A"],
+        at=datetime.now(UTC),
+    )
+
+    def expired() -> float:
+        return REGISTRY.get_sample_value("booking_orders_finished_total", {"state": "EXPIRED"}) or 0.0
+
+    before = expired()
+
+    assert bookkeeping.record_order(record=record) is True
+    assert bookkeeping.record_order(record=record) is False  # the retry
+
+    assert expired() == before + 1
