@@ -27,6 +27,11 @@ from payments.models import PaymentOutcome
 
 logger = logging.getLogger(__name__)
 
+
+class MetricsPortTaken(Exception):
+    """A metrics port could not be bound: start-up stops, naming the setting."""
+
+
 _runtime: Runtime | None = None
 HOLDING_HELP = "Orders holding seats now (reserved or paying), from the orders' rows."
 SEATS_HELP = "Seats held now by live orders, from the orders' rows."
@@ -39,12 +44,19 @@ def sdk_runtime() -> Runtime | None:
     global _runtime
     if _runtime is None and settings.TEMPORAL_METRICS_PORT:
         address = f"{settings.METRICS_HOST}:{settings.TEMPORAL_METRICS_PORT}"
-        _runtime = Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=address, durations_as_seconds=True)
+        try:
+            _runtime = Runtime(
+                telemetry=TelemetryConfig(
+                    metrics=PrometheusConfig(bind_address=address, durations_as_seconds=True)
+                )
             )
-        )
+        except ValueError as error:  # how the SDK's core says it could not bind
+            raise MetricsPortTaken(_taken(address, "TEMPORAL_METRICS_PORT", error)) from error
     return _runtime
+
+
+def _taken(address: str, variable: str, error: Exception) -> str:
+    return f"cannot serve metrics on {address} ({error}): set {variable} (0 turns them off)"
 
 
 class LiveHoldsCollector(Collector):
@@ -78,4 +90,8 @@ def serve_product_metrics() -> None:
     for outcome in (PaymentOutcome.SUCCEEDED, PaymentOutcome.FAILED, PaymentOutcome.TIMED_OUT):
         metrics.PAYMENT_ATTEMPTS.labels(outcome=outcome.value)
     REGISTRY.register(LiveHoldsCollector())
-    start_http_server(settings.WORKER_METRICS_PORT, addr=settings.METRICS_HOST)
+    try:
+        start_http_server(settings.WORKER_METRICS_PORT, addr=settings.METRICS_HOST)
+    except OSError as error:
+        address = f"{settings.METRICS_HOST}:{settings.WORKER_METRICS_PORT}"
+        raise MetricsPortTaken(_taken(address, "WORKER_METRICS_PORT", error)) from error

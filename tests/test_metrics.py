@@ -3,6 +3,10 @@ worker's metrics ports while the real stack books (docs/OPERATIONS.md, "Metrics"
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import urllib.request
 
 import psutil
@@ -219,3 +223,23 @@ def test_a_retried_record_counts_once(demo_flights):
     assert bookkeeping.record_order(record=record) is False  # the retry
 
     assert expired() == before + 1
+
+
+@pytest.mark.parametrize("variable", ["WORKER_METRICS_PORT", "TEMPORAL_METRICS_PORT"])
+def test_a_worker_whose_metrics_port_is_taken_stops_naming_the_setting(variable):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = dict(
+            os.environ,
+            WORKER_METRICS_PORT=str(free_port()),
+            TEMPORAL_METRICS_PORT=str(free_port()),
+            TEMPORAL_HOST=f"127.0.0.1:{free_port()}",  # never reached: the ports come first
+        )
+        env[variable] = str(busy.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "manage.py", "runworker"], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert result.returncode == 2
+    assert f"set {variable} (0 turns them off)" in result.stdout + result.stderr

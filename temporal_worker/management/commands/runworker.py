@@ -35,6 +35,9 @@ class Command(BaseCommand):
         code = 0
         try:
             asyncio.run(self.serve(task_queue=options.get("task_queue")))  # type: ignore[arg-type]
+        except metrics.MetricsPortTaken as error:
+            logger.error("configuration error: %s", error)
+            code = 2
         except Exception:
             logger.exception("worker stopped on an error")
             code = 1
