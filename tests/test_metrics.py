@@ -148,10 +148,17 @@ def test_the_web_counts_503s_by_cause(stack, tmp_path):
 def test_the_worker_serves_the_temporal_sdk_metrics(stack, gunicorn_web):
     book_one(gunicorn_web, stack)
 
-    names = Scrape(stack.worker.sdk_metrics_url).names()
+    scrape = Scrape(stack.worker.sdk_metrics_url)
 
     # The names the dashboard (deploy/grafana) uses, as this SDK version exports them.
-    assert names >= SDK_DASHBOARD_NAMES, sorted(SDK_DASHBOARD_NAMES - names)
+    assert scrape.names() >= SDK_DASHBOARD_NAMES, sorted(SDK_DASHBOARD_NAMES - scrape.names())
+    # In seconds, with buckets fine enough for tasks that wait milliseconds.
+    waits = {
+        dict(labels)["le"]
+        for name, labels in scrape.samples
+        if name == "temporal_workflow_task_schedule_to_start_latency_bucket"
+    }
+    assert {"0.005", "0.05", "1.0", "60.0"} <= {str(float(le)) for le in waits if le != "+Inf"}
 
 
 def test_an_abandoned_order_counts_as_cancelled_with_its_hold(stack, gunicorn_web):
