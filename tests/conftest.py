@@ -249,21 +249,31 @@ def start_gunicorn(env: dict[str, str], data: Path) -> GunicornWeb:
     return web
 
 
-@pytest.fixture
-def gunicorn_web(stack: Stack, tmp_path: Path) -> Iterator[GunicornWeb]:
-    """The stack's web served by gunicorn (not the live server), on the test database and the
-    stack's worker, with the same rules as the live server."""
-    env = dict(stack.worker.env)
+@pytest.fixture(scope="session")
+def session_gunicorn(
+    worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornWeb]:
+    """One gunicorn for the session (it starts in seconds, and keeps no state of its own between
+    tests: the database and Redis are cleaned for each), stopped before the test database goes."""
+    env = dict(worker.env)
     env.update(
         SEAT_RESERVATION_TIMEOUT="30s",
         PAYMENT_VALIDATION_TIMEOUT="5s",
         PAYMENT_MAX_RETRIES="3",
         TEMPORAL_ANSWER_TIMEOUT="20s",
     )
-    web = start_gunicorn(env, tmp_path)
+    web = start_gunicorn(env, tmp_path_factory.mktemp("gunicorn"))
     yield web
     web.process.terminate()
     web.process.wait(timeout=30)
+
+
+@pytest.fixture
+def gunicorn_web(stack: Stack, session_gunicorn: GunicornWeb) -> GunicornWeb:
+    """The stack's web served by gunicorn (not the live server), on the test database and the
+    stack's worker, with the same rules as the live server."""
+    assert session_gunicorn.process.poll() is None, session_gunicorn.log.read_text()
+    return session_gunicorn
 
 
 def _terminate_running_workflows() -> None:
