@@ -115,9 +115,12 @@ def test_the_web_counts_status_requests_over_all_its_processes(stack, gunicorn_w
 
     for _ in range(6):  # spread over gunicorn's two processes by the kernel
         assert customer.get(f"/api/orders/{order_id}/status").status == 200
+    assert customer.get(f"/orders/{order_id}/?poll=1").status == 200  # the order page's poll
+    assert customer.get(f"/orders/{order_id}/").status == 200  # the page itself is no poll
 
     after = Scrape(gunicorn_web.metrics_url)
     assert delta(before, after, "booking_status_request_duration_seconds_count", view="api") == 6
+    assert delta(before, after, "booking_status_request_duration_seconds_count", view="page") == 1
     assert delta(before, after, "booking_status_request_duration_seconds_sum", view="api") > 0
     assert after.value("booking_unavailable_responses_total", cause="temporal_unreachable") == 0
     # Only the web's own metrics: the worker's counts are the worker's to serve.
