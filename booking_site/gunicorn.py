@@ -63,6 +63,9 @@ def _prepare_metrics_dir() -> None:
         stale.unlink()
 
 
+_metrics_server: list[object] = []  # the master's metrics server, once it listens
+
+
 def when_ready(server: object) -> None:
     """Serve the metrics of every worker process, summed, from the master."""
     from django.conf import settings
@@ -76,7 +79,8 @@ def when_ready(server: object) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     try:
-        start_http_server(settings.METRICS_PORT, addr=settings.METRICS_HOST, registry=registry)
+        httpd, _ = start_http_server(settings.METRICS_PORT, addr=settings.METRICS_HOST, registry=registry)
+        _metrics_server.append(httpd)
     except OSError as error:
         print(
             f"configuration error: cannot serve metrics on {settings.METRICS_HOST}:"
@@ -84,6 +88,14 @@ def when_ready(server: object) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def post_fork(server: object, worker: object) -> None:
+    """A worker process is forked with a copy of the master's metrics socket: close it, so that
+    only the master listens there, and the port is free the moment the master is gone (a worker
+    outlives a killed master for a moment, until it notices)."""
+    for httpd in _metrics_server:
+        httpd.socket.close()  # type: ignore[attr-defined]
 
 
 def child_exit(server: object, worker: object) -> None:

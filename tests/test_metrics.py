@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -253,3 +254,20 @@ def test_a_worker_whose_metrics_port_is_taken_stops_naming_the_setting(variable)
 
     assert result.returncode == 2
     assert f"set {variable} (0 turns them off)" in result.stdout + result.stderr
+
+
+def test_only_gunicorn_s_master_listens_on_the_metrics_port(gunicorn_web):
+    """Its worker processes are forked with a copy of the metrics socket, and close it: a killed
+    master leaves the port free at once, and no worker answers a scrape with its own counts."""
+    port = int(urlsplit(gunicorn_web.metrics_url).port or 0)
+    master = psutil.Process(gunicorn_web.process.pid)
+
+    def listens(process: psutil.Process) -> bool:
+        return any(
+            c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in process.net_connections("tcp")
+        )
+
+    assert listens(master)
+    workers = master.children()
+    assert len(workers) == 2
+    assert not any(listens(worker) for worker in workers)
