@@ -176,6 +176,7 @@ def test_make_run_stopped_mid_payment_finishes_the_attempt_and_the_next_run_conf
 
 def test_a_launcher_killed_with_sigkill_leaves_nothing_and_the_next_run_starts(launcher):
     launcher.start()
+    assert_prints_where_the_metrics_are_and_serves_them(launcher)  # and they go with the rest
     processes = launcher.descendants()
     second = subprocess.run(LAUNCHER, cwd=ROOT, env=launcher.env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
@@ -391,8 +392,7 @@ def test_make_run_refuses_a_bad_web_port_before_starting_anything(tmp_path, serv
     assert not (tmp_path / "postgres").exists(), "nothing was started"
 
 
-def test_make_run_prints_where_the_metrics_are_and_serves_them(launcher):
-    launcher.start()
+def assert_prints_where_the_metrics_are_and_serves_them(launcher: RunningStack) -> None:
     printed = lambda: "Ctrl-C stops everything" in (text := launcher.log_text()) and text  # noqa: E731
     log = wait_for(printed, timeout=30, what="the launcher to print its URLs")
 
@@ -405,7 +405,6 @@ def test_make_run_prints_where_the_metrics_are_and_serves_them(launcher):
         url = f"http://localhost:{launcher.ports[variable]}/metrics"
         assert re.search(rf"{label}\s+{re.escape(url)}\n", log), log
         wait_for(lambda url=url, family=family: family in _get(url), timeout=30, what=f"{family} at {url}")
-    assert launcher.terminate() == 0
 
 
 def _get(url: str) -> str:
