@@ -3,6 +3,7 @@ served by the master on their own port."""
 
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -50,12 +51,16 @@ def post_worker_init(worker: object) -> None:
 # multiprocess mode); the master serves their sum on METRICS_PORT, apart from the public site.
 
 
+_own_metrics_dir: list[str] = []  # the folder made for this run, removed when it ends
+
+
 def _prepare_metrics_dir() -> None:
     """Before anything imports prometheus_client (it reads the variable then): a fresh folder of
     our own, or the one given, emptied of an earlier run's files."""
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not given:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="booking-web-metrics-")
+        _own_metrics_dir.append(tempfile.mkdtemp(prefix="booking-web-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir[0]
         return
     folder = Path(given)
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,3 +108,9 @@ def child_exit(server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    """Remove the metrics folder this run made (one given by PROMETHEUS_MULTIPROC_DIR stays)."""
+    for folder in _own_metrics_dir:
+        shutil.rmtree(folder, ignore_errors=True)
