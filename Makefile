@@ -38,11 +38,16 @@ $(STAMP): pyproject.toml uv.lock
 install: $(STAMP)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download its own browser here);
-# Debian's docker-compose validates docker-compose.yml without a Docker engine.
+# Debian's docker-compose validates docker-compose.yml without a Docker engine; Debian's
+# Prometheus scrapes the test stack in tests/test_prometheus.py (only its binary is used: the
+# test starts it on a free port with its own config; the package's own service is not needed).
 system-packages:
 	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose >/dev/null; }
+	@command -v prometheus >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's import contracts
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.views.defaults import bad_request as bad_request_page
 from django.views.defaults import page_not_found, server_error
 
+from common import metrics
 from orders.errors import SERVICE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, OperationalError):
             return None
         logger.error("database unavailable for %s: %s", request.path, exception)
+        metrics.unavailable("database_unavailable")
         response: HttpResponse
         if _is_api(request):
             response = JsonResponse(

@@ -1,8 +1,12 @@
-"""gunicorn configuration: sized from the CPU count, settings validated before forking."""
+"""gunicorn configuration: sized from the CPU count, settings validated before forking, metrics
+served by the master on their own port."""
 
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 bind = f"{os.environ.get('SERVER_HOST', '0.0.0.0')}:{os.environ.get('SERVER_PORT', '8000')}"  # noqa: S104
 # Threads, not processes, carry the concurrency: a request mostly waits on PostgreSQL, Redis or
@@ -22,6 +26,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 def on_starting(server: object) -> None:
     """Load the settings once in the arbiter: a bad variable stops start-up with one line."""
+    _prepare_metrics_dir()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booking_site.settings")
     import django
 
@@ -39,3 +44,73 @@ def post_worker_init(worker: object) -> None:
     from orders.temporal_client import connect_soon
 
     connect_soon()
+
+
+# --- Metrics -------------------------------------------------------------------------------
+# Each worker process counts in its own files in PROMETHEUS_MULTIPROC_DIR (prometheus_client's
+# multiprocess mode); the master serves their sum on METRICS_PORT, apart from the public site.
+
+
+_own_metrics_dir: list[str] = []  # the folder made for this run, removed when it ends
+
+
+def _prepare_metrics_dir() -> None:
+    """Before anything imports prometheus_client (it reads the variable then): a fresh folder of
+    our own, or the one given, emptied of an earlier run's files."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        _own_metrics_dir.append(tempfile.mkdtemp(prefix="booking-web-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir[0]
+        return
+    folder = Path(given)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+_metrics_server: list[object] = []  # the master's metrics server, once it listens
+
+
+def when_ready(server: object) -> None:
+    """Serve the metrics of every worker process, summed, from the master."""
+    from django.conf import settings
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    from common import metrics
+
+    if not settings.METRICS_PORT:
+        return
+    metrics.start_web_series()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    try:
+        httpd, _ = start_http_server(settings.METRICS_PORT, addr=settings.METRICS_HOST, registry=registry)
+        _metrics_server.append(httpd)
+    except OSError as error:
+        print(
+            f"configuration error: cannot serve metrics on {settings.METRICS_HOST}:"
+            f"{settings.METRICS_PORT} ({error}): set METRICS_PORT (0 turns them off)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def post_fork(server: object, worker: object) -> None:
+    """A worker process is forked with a copy of the master's metrics socket: close it, so that
+    only the master listens there, and the port is free the moment the master is gone (a worker
+    outlives a killed master for a moment, until it notices)."""
+    for httpd in _metrics_server:
+        httpd.socket.close()  # type: ignore[attr-defined]
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker process that ended: its counts stay in the sum, its live gauges leave it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    """Remove the metrics folder this run made (one given by PROMETHEUS_MULTIPROC_DIR stays)."""
+    for folder in _own_metrics_dir:
+        shutil.rmtree(folder, ignore_errors=True)

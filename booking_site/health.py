@@ -9,6 +9,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
+from common import metrics
 from common.api import api_view
 from flights import holds
 from orders import temporal_client
@@ -51,4 +52,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     results = {name: _run(check) for name, check in CHECKS.items()}
     down = [name for name, result in results.items() if result["status"] != "up"]
     body = {"status": "ok" if not down else "unavailable", "down": down, "checks": results}
+    if down:
+        metrics.unavailable("healthz")
     return JsonResponse(body, status=503 if down else 200)

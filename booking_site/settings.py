@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "booking_site.metrics.StatusLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "booking_site.sessions.CheckedSessionMiddleware",
@@ -150,6 +151,16 @@ RECONCILE_GRACE = env.duration("RECONCILE_GRACE", "2m")
 # The operators' dashboards and traces, linked from the admin's overview.
 GRAFANA_URL = env.string("GRAFANA_URL", "http://localhost:3000")
 TRACES_URL = env.string("TRACES_URL", "http://localhost:16686")  # Jaeger's UI
+# --- Metrics (Prometheus format, never on the public site: docs/OPERATIONS.md, "Metrics") ----
+# Where the web (gunicorn's master, summing its worker processes) and the worker serve their
+# metrics; 0 turns one off. Bound to METRICS_HOST only: loopback by default, every interface in a
+# container, where Prometheus scrapes them over the private network (docker-compose.yml).
+METRICS_HOST = env.string(
+    "METRICS_HOST", "127.0.0.1", pattern=r"[A-Za-z0-9.:\[\]\-]+", accepts="a host name or IP address"
+)
+METRICS_PORT = env.integer("METRICS_PORT", 9180, minimum=0, maximum=65535)
+WORKER_METRICS_PORT = env.integer("WORKER_METRICS_PORT", 9181, minimum=0, maximum=65535)
+TEMPORAL_METRICS_PORT = env.integer("TEMPORAL_METRICS_PORT", 9182, minimum=0, maximum=65535)
 
 # --- The booking rules ---------------------------------------------------------------------
 SEAT_RESERVATION_TIMEOUT = env.duration("SEAT_RESERVATION_TIMEOUT", "15m", minimum=timedelta(seconds=1))

@@ -15,6 +15,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from common import metrics
 from common.errors import Refused
 
 View = Callable[..., JsonResponse]
@@ -62,7 +63,10 @@ def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
 
 def refused(refusal: Refused) -> JsonResponse:
     extra = {"seats": refusal.seats} if refusal.seats else {}
-    return error(STATUS_OF.get(refusal.code, 400), refusal.code, refusal.message, **extra)
+    status = STATUS_OF.get(refusal.code, 400)
+    if status == 503:  # the workflow could not carry the request out: its stores did not answer
+        metrics.unavailable("update_failed")
+    return error(status, refusal.code, refusal.message, **extra)
 
 
 def api_view(*methods: str) -> Callable[[View], View]:

@@ -73,6 +73,23 @@ def gunicorn_control_socket(data: Path) -> list[str]:
     return ["--control-socket", str(path)]
 
 
+# The metrics' ports (docs/OPERATIONS.md, "Metrics"): the web's, the worker's own, the Temporal
+# SDK's in the worker. Defaults as in booking_site/settings.py.
+METRICS_PORTS = (("METRICS_PORT", 9180), ("WORKER_METRICS_PORT", 9181), ("TEMPORAL_METRICS_PORT", 9182))
+METRICS_LABELS = {
+    "METRICS_PORT": "Web metrics",
+    "WORKER_METRICS_PORT": "Worker metrics",
+    "TEMPORAL_METRICS_PORT": "SDK metrics",
+}
+
+
+def metrics_urls(ports: dict[str, int]) -> list[tuple[str, str]]:
+    """Where each metrics endpoint is (served on the loopback interface only, by default)."""
+    host = os.environ.get("METRICS_HOST", "127.0.0.1")
+    host = "localhost" if host in {"127.0.0.1", "0.0.0.0", "::"} else host  # noqa: S104
+    return [(METRICS_LABELS[name], f"http://{host}:{port}/metrics") for name, port in ports.items() if port]
+
+
 def run(supervisor: Supervisor) -> int:
     data = Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
     data.mkdir(exist_ok=True)
@@ -85,10 +102,14 @@ def run(supervisor: Supervisor) -> int:
     try:  # the web server's own settings check would come only after every service started
         web_port = integer("SERVER_PORT", 8000, minimum=1, maximum=65535)
         worker_stop = worker_stop_seconds()
+        metrics_ports = {name: integer(name, port, minimum=0, maximum=65535) for name, port in METRICS_PORTS}
     except SettingsError as error:
         raise SystemExit(f"[stack] {error}") from None
     supervisor.claim()  # before the ports: leftovers of an earlier run may hold them
     ensure_free(web_port, what="the web server", variable="SERVER_PORT")
+    for name, port in metrics_ports.items():
+        if port:
+            ensure_free(port, what=f"metrics ({name})", variable=f"{name} (0 turns them off)")
     env.update(services(supervisor, data, env, mode="run"))
     (data / "stack.env").write_text(
         "".join(
@@ -111,14 +132,15 @@ def run(supervisor: Supervisor) -> int:
     )
     supervisor.wait_until(lambda: not port_is_free(web_port), what="web server", timeout=60)
     ui = env.get("TEMPORAL_UI_URL", "(your Temporal server's UI)")
-    print(
-        f"\n  Site          http://localhost:{web_port}/\n"
-        f"  Admin         http://localhost:{web_port}/admin/   (create a user: make superuser)\n"
-        f"  Temporal UI   {ui}\n"
-        f"  Health        http://localhost:{web_port}/healthz\n\n"
-        "  Ctrl-C stops everything.\n",
-        flush=True,
-    )
+    places = [
+        ("Site", f"http://localhost:{web_port}/"),
+        ("Admin", f"http://localhost:{web_port}/admin/   (create a user: make superuser)"),
+        ("Temporal UI", ui),
+        ("Health", f"http://localhost:{web_port}/healthz"),
+        *metrics_urls(metrics_ports),
+    ]
+    lines = "".join(f"  {name:<16}{where}\n" for name, where in places)
+    print(f"\n{lines}\n  Ctrl-C stops everything.\n", flush=True)
     while True:
         dead = supervisor.check_alive()
         if dead:

@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from common import inputs
+from common import inputs, metrics
 from common.api import RETRY_AFTER_SECONDS, ApiError, api_view, error, iso, refused
 from common.errors import Refused
 from orders import commands, ownership, requests, validation
@@ -72,6 +72,7 @@ def answer(result: Result, *, answered: Callable[[BookingStatus], JsonResponse])
         return refused(result.refusal)
     if result.pending and result.order is not None:
         return pending(result.order)
+    metrics.unavailable("temporal_unreachable")
     return error(503, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE)
 
 

@@ -14,6 +14,7 @@ import logging
 
 from django.db import transaction
 
+from common import metrics
 from flights import inventory
 from orders.booking import TERMINAL_STATES, OrderRecord, State
 from orders.models import Order, OrderEvent
@@ -41,11 +42,16 @@ def record_order(*, record: OrderRecord) -> bool:
     it when Temporal refused the order at once (the customer was told, and nothing may remain);
     a record for a removed order is dropped. Returns whether the row changed.
     """
+    return _record(record) is not None
+
+
+def _record(record: OrderRecord) -> State | None:
+    """``record_order``; returns the state the row had before, or None when nothing changed."""
     with transaction.atomic():
         order = Order.objects.select_for_update().filter(id=record.order_id).first()
         if order is None or not _is_newer(record, order):
-            return False
-        shown_seats = list(order.seats)
+            return None
+        before, shown_seats = State(order.state), list(order.seats)
         order.state = record.state
         order.seats = list(record.seats)
         order.hold_expires_at = record.hold_expires_at
@@ -65,10 +71,32 @@ def record_order(*, record: OrderRecord) -> bool:
         )
         if record.state in TERMINAL_STATES:
             payment_services.close_open_attempts(order_id=order.id)
+        _count_transition(order, before, record)
     if record.state in TERMINAL_STATES and record.state != State.CONFIRMED:
         stray = sorted(set(shown_seats) | set(record.seats))
         inventory.release(flight_id=record.flight_id, order_id=record.order_id, seats=stray)
-    return True
+    return before
+
+
+def _count_transition(order: Order, before: State, record: OrderRecord) -> None:
+    """The metrics of a transition the row has just taken, counted once the transaction commits
+    (a retried activity finds the version written, and counts nothing again)."""
+    after = State(record.state)
+    if after in TERMINAL_STATES and before not in TERMINAL_STATES:  # a lost task may have ended it
+        transaction.on_commit(metrics.ORDERS_FINISHED.labels(state=after.value).inc)
+    # The hold ends when the payment is submitted, or when the order ends without one.
+    if before is State.SEATS_RESERVED and (after is State.PAYMENT_PENDING or after in TERMINAL_STATES):
+        first_hold = (
+            OrderEvent.objects.filter(order=order, state=State.SEATS_RESERVED)
+            .order_by("version")
+            .values_list("at", flat=True)
+            .first()
+        )
+        if first_hold is not None:
+            ended = "payment" if after is State.PAYMENT_PENDING else after.value
+            seconds = max(0.0, (record.at - first_hold).total_seconds())
+            observe = metrics.HOLD_DURATION.labels(ended=ended).observe
+            transaction.on_commit(lambda: observe(seconds))
 
 
 def _is_newer(record: OrderRecord, order: Order) -> bool:
@@ -92,7 +120,9 @@ def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[
         release=release,
     )
     if not taken:
-        record_order(record=record)
+        before = _record(record)
+        if before is State.SEATS_RESERVED and record.state == State.SEATS_RESERVED:
+            transaction.on_commit(metrics.SEAT_CHANGES.inc)
     return taken
 
 

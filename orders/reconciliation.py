@@ -34,10 +34,10 @@ from enum import StrEnum
 
 from django.db.models import Q
 from django.utils import timezone
-from prometheus_client import Counter
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from common import metrics
 from common.errors import Refused
 from flights import inventory
 from orders import commands, temporal_client
@@ -55,8 +55,6 @@ from orders.errors import ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderRequest, ReconcileRun, RequestState
 
 logger = logging.getLogger(__name__)
-
-REPAIRS = Counter("booking_reconcile_repairs_total", "Drift the reconciliation repaired, by kind", ["kind"])
 
 
 # Runs are kept this long (one a minute: about 10,000).
@@ -81,7 +79,7 @@ class Report:
     def add(self, kind: Repair, detail: str, *, order_id: str | None = None) -> None:
         self.repairs[kind.value] += 1
         self.details.append(f"{kind.value}: {detail}")
-        REPAIRS.labels(kind=kind.value).inc()
+        metrics.RECONCILE_REPAIRS.labels(kind=kind.value).inc()
         logger.warning("reconciliation: %s: %s", kind.value, detail, extra={"order_id": order_id or "-"})
 
     def note(self, detail: str) -> None:

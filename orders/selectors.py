@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import Count, F, Func, Sum
 from django.utils import timezone
 
 from flights.inventory import SeatMap, seat_map
 from orders import requests
-from orders.booking import PAYING_STATES, State
+from orders.booking import ACTIVE_STATES, PAYING_STATES, State
 from orders.models import Order, OrderRequest, RequestKind, RequestState
 
 # While a request's outcome is not known yet (it was answered "still confirming"), the page
@@ -217,3 +218,17 @@ def order_on_flight(order: Order | None) -> OrderOnFlight | None:
 def toggled(seats: list[str], seat: str) -> list[str]:
     """The selection after clicking ``seat``: added if it was not chosen, dropped if it was."""
     return [s for s in seats if s != seat] if seat in seats else [*seats, seat]
+
+
+@dataclass(frozen=True)
+class LiveHolds:
+    orders: int  # orders holding seats now (seats reserved, or paying)
+    seats: int  # the seats they hold
+
+
+def live_holds() -> LiveHolds:
+    """What is held right now, from the orders' rows (the read model): one indexed count."""
+    totals = Order.objects.filter(state__in=[state.value for state in ACTIVE_STATES]).aggregate(
+        orders=Count("id"), seats=Sum(Func(F("seats"), function="cardinality"))
+    )
+    return LiveHolds(orders=totals["orders"] or 0, seats=totals["seats"] or 0)

@@ -27,6 +27,7 @@ from django.conf import settings
 from opentelemetry import context as otel_context
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
 T = TypeVar("T")
@@ -43,8 +44,9 @@ class TemporalUnreachable(Exception):
     """No connection to Temporal: the operation was not sent."""
 
 
-async def connect(*, retry_config: RetryConfig | None = None) -> Client:
-    """A new client from settings (the worker and async code use this directly).
+async def connect(*, retry_config: RetryConfig | None = None, runtime: Runtime | None = None) -> Client:
+    """A new client from settings (the worker and async code use this directly). ``runtime``:
+    the worker's, which exports the SDK's metrics; by default the SDK's own.
 
     With Temporal's tracing interceptor, which a worker built on this client uses too: each call,
     workflow, update and activity becomes a span (a no-op while tracing is off: common.tracing)."""
@@ -53,6 +55,7 @@ async def connect(*, retry_config: RetryConfig | None = None) -> Client:
         namespace=settings.TEMPORAL_NAMESPACE,
         retry_config=retry_config,
         interceptors=[TracingInterceptor()],
+        runtime=runtime,
     )
 
 

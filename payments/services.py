@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from common import metrics
 from payments.models import PaymentAttempt, PaymentOutcome
 
 TIMED_OUT_MESSAGE = "Payment validation timed out"
@@ -18,6 +19,7 @@ def start_attempt(*, order_id: str, attempt: int, code: str) -> bool:
         cut_off = PaymentAttempt.objects.filter(
             order_id=order_id, attempt__lt=attempt, outcome=PaymentOutcome.PENDING
         ).update(outcome=PaymentOutcome.TIMED_OUT, error=TIMED_OUT_MESSAGE, finished_at=now)
+        _count(PaymentOutcome.TIMED_OUT, cut_off)
         PaymentAttempt.objects.update_or_create(
             order_id=order_id,
             attempt=attempt,
@@ -38,18 +40,29 @@ def finish_attempt(*, order_id: str, attempt: int, outcome: PaymentOutcome, erro
     finished = PaymentAttempt.objects.filter(
         order_id=order_id, attempt=attempt, outcome=PaymentOutcome.PENDING
     ).update(outcome=outcome, error=error, finished_at=timezone.now())
+    _count(outcome, finished)
     return bool(finished)
 
 
 def close_open_attempts(*, order_id: str) -> None:
     """Mark attempts that never finished (cut off by their timeout) as timed out."""
-    PaymentAttempt.objects.filter(order_id=order_id, outcome=PaymentOutcome.PENDING).update(
+    closed = PaymentAttempt.objects.filter(order_id=order_id, outcome=PaymentOutcome.PENDING).update(
         outcome=PaymentOutcome.TIMED_OUT, error=TIMED_OUT_MESSAGE, finished_at=timezone.now()
     )
+    _count(PaymentOutcome.TIMED_OUT, closed)
 
 
 def refund(*, order_id: str) -> int:
     """Refund the order's approved payment (simulated). Idempotent; returns attempts refunded."""
-    return PaymentAttempt.objects.filter(order_id=order_id, outcome=PaymentOutcome.SUCCEEDED).update(
+    refunded = PaymentAttempt.objects.filter(order_id=order_id, outcome=PaymentOutcome.SUCCEEDED).update(
         outcome=PaymentOutcome.REFUNDED
     )
+    _count(PaymentOutcome.REFUNDED, refunded)
+    return refunded
+
+
+def _count(outcome: str, attempts: int) -> None:
+    """Count attempts whose record has just changed to ``outcome``, once the change commits: an
+    update that finds the record written already changes no row, and counts nothing."""
+    if attempts:
+        transaction.on_commit(lambda: metrics.PAYMENT_ATTEMPTS.labels(outcome=outcome).inc(attempts))

@@ -78,7 +78,24 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     log: Path = ROOT / ".data" / "test-worker.log"
 
+    @property
+    def metrics_url(self) -> str:
+        """The product's metrics this worker serves (its activities' counts, the live holds)."""
+        return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}/metrics"
+
+    @property
+    def sdk_metrics_url(self) -> str:
+        """The Temporal SDK's own metrics of this worker."""
+        return f"http://127.0.0.1:{self.env['TEMPORAL_METRICS_PORT']}/metrics"
+
     def start(self) -> None:
+        # Ports of its own each time: tests run beside `make run`, and beside other workers.
+        self.env = {
+            **self.env,
+            "METRICS_HOST": "127.0.0.1",
+            "WORKER_METRICS_PORT": str(free_port()),
+            "TEMPORAL_METRICS_PORT": str(free_port()),
+        }
         self.log.parent.mkdir(exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 (the child owns it)
         self.process = subprocess.Popen(
@@ -180,6 +197,86 @@ def stack(
     seed_demo_flights()
     yield Stack(url=str(live_server), worker=worker, flights={f.id: f for f in Flight.objects.all()})
     _terminate_running_workflows()
+
+
+@dataclass
+class GunicornWeb:
+    """The web as production runs it: gunicorn, several worker processes, metrics served by the
+    master on their own port."""
+
+    url: str
+    metrics_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_gunicorn(env: dict[str, str], data: Path) -> GunicornWeb:
+    web_port, metrics_port = free_port(), free_port()
+    log = data / "gunicorn.log"
+    process = subprocess.Popen(
+        command_for(  # dies with the test run
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                *("-c", "booking_site/gunicorn.py", "--no-control-socket", "booking_site.wsgi"),
+            ]
+        ),
+        cwd=ROOT,
+        env={
+            **env,
+            "SERVER_HOST": "127.0.0.1",
+            "SERVER_PORT": str(web_port),
+            "METRICS_HOST": "127.0.0.1",
+            "METRICS_PORT": str(metrics_port),
+            "PROMETHEUS_MULTIPROC_DIR": str(data / "web-metrics"),
+            "WEB_CONCURRENCY": "2",
+        },
+        stdout=open(log, "ab"),  # noqa: SIM115 (the child owns it)
+        stderr=subprocess.STDOUT,
+    )
+    web = GunicornWeb(
+        url=f"http://127.0.0.1:{web_port}",
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        process=process,
+        log=log,
+    )
+    probe = ApiClient(web.url)
+
+    def answering() -> bool:
+        assert process.poll() is None, f"gunicorn exited with {process.returncode}: {log.read_text()}"
+        try:
+            return probe.get("/api/flights").status == 200
+        except OSError:
+            return False
+
+    wait_for(answering, timeout=60, interval=0.2, what=f"gunicorn to answer ({log})")
+    return web
+
+
+@pytest.fixture(scope="session")
+def session_gunicorn(
+    worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornWeb]:
+    """One gunicorn for the session (it starts in seconds, and keeps no state of its own between
+    tests: the database and Redis are cleaned for each), stopped before the test database goes."""
+    env = dict(worker.env)
+    env.update(
+        SEAT_RESERVATION_TIMEOUT="30s",
+        PAYMENT_VALIDATION_TIMEOUT="5s",
+        PAYMENT_MAX_RETRIES="3",
+        TEMPORAL_ANSWER_TIMEOUT="20s",
+    )
+    web = start_gunicorn(env, tmp_path_factory.mktemp("gunicorn"))
+    yield web
+    web.process.terminate()
+    web.process.wait(timeout=30)
+
+
+@pytest.fixture
+def gunicorn_web(stack: Stack, session_gunicorn: GunicornWeb) -> GunicornWeb:
+    """The stack's web served by gunicorn (not the live server), on the test database and the
+    stack's worker, with the same rules as the live server."""
+    assert session_gunicorn.process.poll() is None, session_gunicorn.log.read_text()
+    return session_gunicorn
 
 
 def _terminate_running_workflows() -> None:

@@ -56,11 +56,15 @@ def test_compose_refuses_to_start_without_a_secret_key():
     assert "set SECRET_KEY" in result.stderr
 
 
+ONE_SHOTS = {"migrate", "temporal-schema", "temporal-namespace"}
+
+
 def test_every_long_running_service_has_a_health_check(compose):
     services = compose["services"]
     assert set(services) >= {"postgres", "redis", "temporal", "migrate", "web", "worker"}
+    assert set(services) >= {"prometheus", "grafana", "jaeger"}
     for name, service in services.items():
-        if name == "migrate":
+        if name in ONE_SHOTS:
             assert service["restart"] == "no", "a one-shot job"
             continue
         healthcheck = service.get("healthcheck") or {}
@@ -77,9 +81,120 @@ def test_web_and_worker_wait_for_migrations_and_healthy_services(compose):
 
 
 def test_data_lives_in_named_volumes_and_workers_can_scale(compose):
-    assert set(compose["volumes"]) == {"postgres-data", "redis-data", "temporal-data"}
+    assert set(compose["volumes"]) == {
+        "postgres-data",
+        "redis-data",
+        "temporal-data",
+        "prometheus-data",
+        "grafana-data",
+    }
     worker = compose["services"]["worker"]
     assert "container_name" not in worker and "ports" not in worker, "--scale worker=N needs neither"
+
+
+def test_the_production_profile_runs_a_real_temporal_server_on_postgresql(compose):
+    result = run(
+        "docker-compose",
+        "-f",
+        "docker-compose.yml",
+        "config",
+        "-q",
+        env={
+            "SECRET_KEY": "x" * 50,
+            "COMPOSE_PROFILES": "production",
+            "TEMPORAL_HOST": "temporal-server:7233",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+
+    services = compose["services"]
+    assert "profiles" not in services["temporal"], "the dev server stays the default, for a laptop"
+    production = {name for name, service in services.items() if "production" in service.get("profiles", [])}
+    assert production == {"temporal-schema", "temporal-server", "temporal-namespace", "temporal-ui"}
+    server, schema = services["temporal-server"], services["temporal-schema"]
+    assert server["image"].startswith("temporalio/server:")
+    assert server["environment"]["DB"] == "postgres12"
+    assert server["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
+    assert schema["image"].startswith("temporalio/admin-tools:")
+    assert schema["depends_on"]["postgres"]["condition"] == "service_healthy"
+    script = "\n".join(schema["command"])
+    assert "for db in temporal temporal_visibility" in script and "create-database" in script
+    for database in ("temporal", "temporal_visibility"):
+        assert f"--db {database} setup-schema -v 0.0" in script
+        assert f"--db {database} update-schema -d" in script
+    assert services["temporal-namespace"]["depends_on"]["temporal-server"]["condition"] == "service_healthy"
+    assert "${TEMPORAL_HOST:-temporal:7233}" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_metrics_are_scraped_over_the_private_network_and_never_published(compose):
+    services = compose["services"]
+    env = services["web"]["environment"]
+    assert env["METRICS_HOST"] == "0.0.0.0"  # noqa: S104 (in the container, for Prometheus)
+    assert [str(port) for port in services["web"]["ports"]] == ["${SERVER_PORT:-8000}:8000"]
+    assert "ports" not in services["worker"]
+    assert str(env["METRICS_PORT"]) in [str(port) for port in services["web"]["expose"]]
+    worker_ports = {str(env["WORKER_METRICS_PORT"]), str(env["TEMPORAL_METRICS_PORT"])}
+    assert worker_ports == {str(port) for port in services["worker"]["expose"]}
+
+    prometheus = YAML(typ="safe").load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert jobs["web"]["static_configs"][0]["targets"] == [f"web:{env['METRICS_PORT']}"]
+    for job, port in (("worker", env["WORKER_METRICS_PORT"]), ("temporal-sdk", env["TEMPORAL_METRICS_PORT"])):
+        (discovery,) = jobs[job]["dns_sd_configs"]  # every container of a scaled worker
+        assert (discovery["names"], str(discovery["port"])) == (["worker"], str(port))
+    mounts = services["prometheus"]["volumes"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in mounts
+
+
+def test_the_prometheus_config_and_its_alerts_are_valid():
+    result = run("promtool", "check", "config", "deploy/prometheus/prometheus.yml")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_web_and_worker_send_traces_to_jaeger(compose):
+    services = compose["services"]
+    for name in ("web", "worker"):
+        assert services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4317"
+        assert services[name]["environment"]["OTEL_SERVICE_NAME"] == f"booking-{name}"
+    assert "4317" in [str(port) for port in services["jaeger"]["expose"]]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(compose):
+    grafana = ROOT / "deploy" / "grafana"
+    sources = YAML(typ="safe").load(
+        (grafana / "provisioning" / "datasources" / "datasources.yml").read_text()
+    )
+    by_type = {source["type"]: source for source in sources["datasources"]}
+    assert by_type["prometheus"]["url"] == "http://prometheus:9090"
+    assert by_type["prometheus"]["uid"] == "prometheus"
+    providers = YAML(typ="safe").load(
+        (grafana / "provisioning" / "dashboards" / "dashboards.yml").read_text()
+    )
+    path = providers["providers"][0]["options"]["path"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in compose["services"]["grafana"]["volumes"]
+
+
+def test_every_dashboard_query_uses_only_metrics_the_app_and_the_sdk_export():
+    from common.metrics import EXPORTED_NAMES
+    from tests.dashboard import SDK_DASHBOARD_NAMES, dashboard_queries, metric_names
+
+    queries = dashboard_queries()
+
+    assert len(queries) >= 10
+    used = set().union(*(metric_names(query) for query in queries))
+    assert used <= EXPORTED_NAMES | SDK_DASHBOARD_NAMES, used - EXPORTED_NAMES - SDK_DASHBOARD_NAMES
+    for wanted in (
+        "booking_orders_finished_total",
+        "booking_hold_duration_seconds_bucket",
+        "booking_payment_attempts_total",
+        "booking_unavailable_responses_total",
+        "temporal_workflow_task_schedule_to_start_latency_bucket",
+        "temporal_activity_schedule_to_start_latency_bucket",
+        "temporal_workflow_task_execution_latency_bucket",
+    ):
+        assert wanted in used, f"no panel shows {wanted}"
 
 
 def test_no_secret_is_committed(compose):

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -55,6 +57,9 @@ class RunningStack:
             "STACK_REDIS_PORT": free_port(),
             "STACK_TEMPORAL_PORT": free_port(),
             "STACK_TEMPORAL_UI_PORT": free_port(),
+            "METRICS_PORT": free_port(),
+            "WORKER_METRICS_PORT": free_port(),
+            "TEMPORAL_METRICS_PORT": free_port(),
         }
         self.env = _outside_env()
         self.env.update(STACK_DATA_DIR=str(data), WEB_CONCURRENCY="2", **env)
@@ -171,6 +176,7 @@ def test_make_run_stopped_mid_payment_finishes_the_attempt_and_the_next_run_conf
 
 def test_a_launcher_killed_with_sigkill_leaves_nothing_and_the_next_run_starts(launcher):
     launcher.start()
+    assert_prints_where_the_metrics_are_and_serves_them(launcher)  # and they go with the rest
     processes = launcher.descendants()
     second = subprocess.run(LAUNCHER, cwd=ROOT, env=launcher.env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
@@ -383,4 +389,52 @@ def test_make_run_refuses_a_bad_web_port_before_starting_anything(tmp_path, serv
     assert words in result.stderr
     if server_port == "taken":
         assert f"(kill {os.getpid()}), or set SERVER_PORT" in result.stderr, "it names who holds the port"
+    assert not (tmp_path / "postgres").exists(), "nothing was started"
+
+
+def assert_prints_where_the_metrics_are_and_serves_them(launcher: RunningStack) -> None:
+    printed = lambda: "Ctrl-C stops everything" in (text := launcher.log_text()) and text  # noqa: E731
+    log = wait_for(printed, timeout=30, what="the launcher to print its URLs")
+
+    served = {
+        "Web metrics": ("METRICS_PORT", "booking_unavailable_responses_total"),
+        "Worker metrics": ("WORKER_METRICS_PORT", "booking_orders_finished_total"),
+        "SDK metrics": ("TEMPORAL_METRICS_PORT", "temporal_"),
+    }
+    for label, (variable, family) in served.items():
+        url = f"http://localhost:{launcher.ports[variable]}/metrics"
+        assert re.search(rf"{label}\s+{re.escape(url)}\n", log), log
+        wait_for(lambda url=url, family=family: family in _get(url), timeout=30, what=f"{family} at {url}")
+
+
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.read().decode()
+    except OSError:
+        return ""
+
+
+def test_make_run_refuses_a_taken_metrics_port_before_starting_anything(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = subprocess.run(
+            LAUNCHER,
+            cwd=ROOT,
+            env={
+                **_outside_env(),
+                "STACK_DATA_DIR": str(tmp_path),
+                "SERVER_PORT": str(free_port()),
+                "METRICS_PORT": str(free_port()),
+                "WORKER_METRICS_PORT": port,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 1
+    assert "set WORKER_METRICS_PORT (0 turns them off)" in result.stderr
     assert not (tmp_path / "postgres").exists(), "nothing was started"

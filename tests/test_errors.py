@@ -8,6 +8,7 @@ import pytest
 from django.db import OperationalError
 from django.http import HttpResponse
 from django.test import RequestFactory
+from prometheus_client import REGISTRY
 
 from booking_site.errors import DatabaseUnavailableMiddleware
 
@@ -27,9 +28,17 @@ def answer(path: str) -> HttpResponse:
         return response
 
 
+def database_outages() -> float:
+    labels = {"cause": "database_unavailable"}
+    return REGISTRY.get_sample_value("booking_unavailable_responses_total", labels) or 0.0
+
+
 def test_the_api_answers_503_with_a_code_when_the_database_is_down():
+    counted = database_outages()
+
     response = answer("/api/orders/ord-0a1b/status")
 
+    assert database_outages() == counted + 1, "the web's metrics count it, by cause"
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert json.loads(response.content)["error"] == "SERVICE_UNAVAILABLE"

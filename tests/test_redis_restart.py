@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from flights import holds
 from flights.models import BookedSeat
@@ -77,17 +78,24 @@ def test_a_seat_change_redis_cannot_take_is_503_changes_nothing_and_can_be_retri
     customer.wait_for_status(order_id, "SEATS_RESERVED")
     key = str(uuid.uuid4())
 
+    counted = unavailable_answers("update_failed")
     redis_of_its_own.stop()
     refused = customer.put(f"/api/orders/{order_id}/seats", {"seats": ["8B"]}, key=key)
 
     assert refused.status == 503, refused.text
     assert refused.json["error"] == "SERVICE_UNAVAILABLE"
+    assert unavailable_answers("update_failed") == counted + 1, "the web's metrics count it, by cause"
     assert customer.status(order_id)["seats"] == ["8A"], "nothing changed"
     redis_of_its_own.start()
     retried = customer.put(f"/api/orders/{order_id}/seats", {"seats": ["8B"]}, key=key)
     assert retried.status == 200, "a 503 is not a final answer: the same key tries again"
     assert retried.json["seats"] == ["8B"]
     assert holds.holders(flight_id="fl-404", seats=["8A", "8B"]) == {"8B": order_id}
+
+
+def unavailable_answers(cause: str) -> float:
+    """The 503s the web (the live server, in this process) counted for the cause."""
+    return REGISTRY.get_sample_value("booking_unavailable_responses_total", {"cause": cause}) or 0.0
 
 
 def test_redis_is_really_down_while_stopped(own_redis):

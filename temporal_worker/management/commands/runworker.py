@@ -17,10 +17,12 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from common import tracing
 from orders.temporal_client import connect
+from temporal_worker import metrics
 from temporal_worker.schedules import ensure_reconcile_schedule
 from temporal_worker.worker import build_worker
 
@@ -38,6 +40,9 @@ class Command(BaseCommand):
         tracing.setup(service="booking-worker", endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT)
         try:
             asyncio.run(self.serve(task_queue=options.get("task_queue")))  # type: ignore[arg-type]
+        except metrics.MetricsPortTaken as error:
+            logger.error("configuration error: %s", error)
+            code = 2
         except Exception:
             logger.exception("worker stopped on an error")
             code = 1
@@ -51,7 +56,10 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        client = await self.connect_with_retry(stop)
+        # Both ports are bound before anything else: one that is taken stops start-up (an error).
+        metrics.serve_product_metrics()
+        runtime = metrics.sdk_runtime()
+        client = await self.connect_with_retry(stop, runtime)
         if client is None:
             return
         worker = build_worker(client, task_queue=task_queue)
@@ -77,12 +85,12 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Reconciliation: schedule {schedule_id!r}, every {every}")
 
-    async def connect_with_retry(self, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+    async def connect_with_retry(self, stop: asyncio.Event, runtime: Runtime | None):  # type: ignore[no-untyped-def]
         """Temporal may still be starting: keep trying until it answers or we are stopped."""
         delay = 0.5
         while not stop.is_set():
             try:
-                return await connect()
+                return await connect(runtime=runtime)
             except RuntimeError as error:
                 logger.warning(
                     "Temporal at %s not reachable yet (%s); retrying", settings.TEMPORAL_HOST, error
