@@ -196,14 +196,18 @@ def _finish(request: OrderRequest, state: RequestState, outcome: dict[str, Any] 
     """Store how the request ended. Once Temporal has answered, failing to store that must not
     turn the answer into an error: the request stays open and a retry asks Temporal again."""
     request.state, request.outcome = state, outcome
+    changes: dict[str, Any] = {"state": state, "outcome": outcome, "updated_at": timezone.now()}
+    if state == RequestState.LOST and request.kind == RequestKind.CREATE and request.order_id:
+        # The order this create made ended without its seats (they could not be held while a
+        # store was down): its customer sees it ended, and a retry with the same key is a new
+        # order. Kept on this request, the retry would only read that same refusal again.
+        request.order, changes["order"] = None, None
     try:
         if request.pk is None:
             if state == RequestState.UNKNOWN:  # kept so that its outcome is still learnt
                 request.save()
             return
-        OrderRequest.objects.filter(pk=request.pk).update(
-            state=state, outcome=outcome, updated_at=timezone.now()
-        )
+        OrderRequest.objects.filter(pk=request.pk).update(**changes)
     except DatabaseError:
         logger.warning(
             "could not store the outcome of a %s request",
