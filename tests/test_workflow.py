@@ -567,6 +567,26 @@ async def test_a_cancel_during_a_seat_change_waits_for_it_then_releases_every_se
     assert stores.states() == [State.SEATS_RESERVED, State.SEATS_RESERVED, State.CANCELLED]
 
 
+async def test_once_a_cancel_has_arrived_a_payment_is_refused_before_it_reaches_history(world):
+    _, stores, _ = world
+    booking = await book(world, ["7A"])
+    stores.pause(Activities.HOLD_SEATS)
+    change = asyncio.create_task(booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B"])))
+    await stores.wait_until_started(Activities.HOLD_SEATS)
+    await booking.handle.signal(BookingWorkflow.cancel, CancelRequest())
+
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    stores.resume(Activities.HOLD_SEATS)
+    await change
+    result = await booking.handle.result()
+
+    assert update_error(raised).type == ErrorType.ORDER_NOT_EDITABLE
+    assert result.state == State.CANCELLED
+    assert accepted_updates(await booking.handle.fetch_history()) == 2, "the first hold and the change"
+    assert Activities.VALIDATE_PAYMENT not in stores.calls
+
+
 async def test_the_hold_running_out_during_a_seat_change_waits_for_its_new_deadline(real_time_world):
     world = real_time_world
     _, stores, _ = world
