@@ -486,7 +486,7 @@ class BookingWorkflow:
         )
         if refusal is not None:
             error_type, message = refusal
-            raise ApplicationError(message, self._state.value, type=error_type)
+            raise ApplicationError(message, type=error_type)
 
     def _ensure_seats_changeable(self) -> None:
         """Editable, and not yet changed ``max_seat_changes`` times (the first hold is no change)."""
