@@ -72,6 +72,10 @@ class RunningStack:
         return f"http://127.0.0.1:{self.ports['SERVER_PORT']}"
 
     def start(self, command: list[str] = LAUNCHER) -> None:
+        self.launch(command)
+        self.wait_until_healthy()
+
+    def launch(self, command: list[str] = LAUNCHER) -> None:
         self.process = subprocess.Popen(
             command_for(command),  # never outlives this test run
             cwd=ROOT,
@@ -80,6 +84,8 @@ class RunningStack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def wait_until_healthy(self) -> None:
         probe = ApiClient(self.url)
         wait_for(
             lambda: _healthy(probe), timeout=120, interval=0.5, what=f"the stack to be healthy ({self.log})"
@@ -220,8 +226,10 @@ def test_make_run_in_the_background_stops_on_sigint(launcher):
 def test_two_stacks_side_by_side_keep_their_own_gunicorn_control_socket(tmp_path):
     first, second = RunningStack(tmp_path / "first"), RunningStack(tmp_path / "second")
     try:
-        first.start()
-        second.start()
+        first.launch()  # both at once: the second starts while the first does
+        second.launch()
+        first.wait_until_healthy()
+        second.wait_until_healthy()
         sockets = [first.data / "gunicorn.ctl", second.data / "gunicorn.ctl"]
         assert all(stat.S_ISSOCK(path.stat().st_mode) for path in sockets)
 
