@@ -2,11 +2,24 @@ from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from flights.models import Flight
 from orders.booking import ACTIVE_STATES, TERMINAL_STATES, ErrorType, State, editable_refusal, workflow_id_for
+
+
+class OrderQuerySet(models.QuerySet["Order"]):
+    def with_open_request(self) -> OrderQuerySet:
+        """Each order with ``open_request_id``: the id of its newest request still without an
+        outcome (None if it has none), read in the same query as the order. A status poll is
+        then one query (``orders.requests.open_request`` reads it)."""
+        newest_open = (
+            OrderRequest.objects.filter(order=OuterRef("pk"), state__in=OPEN_REQUEST_STATES)
+            .order_by("-created_at")
+            .values("pk")[:1]
+        )
+        return self.annotate(open_request_id=Subquery(newest_open))
 
 
 class Order(models.Model):
@@ -28,6 +41,8 @@ class Order(models.Model):
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrderQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -100,6 +115,10 @@ class RequestState(models.TextChoices):
     UNKNOWN = "unknown", "Handed to Temporal, outcome not known yet"
     LOST = "lost", "Never reached the workflow"  # nothing happened; a retry may try again
     DONE = "done", "Answered"
+
+
+# A request in these states has no outcome yet.
+OPEN_REQUEST_STATES = [RequestState.RUNNING, RequestState.UNKNOWN]
 
 
 class OrderRequest(models.Model):

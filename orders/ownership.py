@@ -43,7 +43,7 @@ def get_owned_order(request: HttpRequest, order_id: str) -> Order:
         raise Http404("Order not found")
     tracing.tag_order(order_id)
     try:
-        return Order.objects.select_related("flight").get(id=order_id)
+        return Order.objects.with_open_request().select_related("flight").get(id=order_id)
     except Order.DoesNotExist:
         raise Http404("Order not found") from None
 

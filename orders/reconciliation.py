@@ -52,7 +52,7 @@ from orders.booking import (
 )
 from orders.bookkeeping import record_order, release_seats
 from orders.errors import ServiceUnavailable, StillConfirming
-from orders.models import Order, OrderRequest, ReconcileRun, RequestState
+from orders.models import OPEN_REQUEST_STATES, Order, OrderRequest, ReconcileRun
 
 logger = logging.getLogger(__name__)
 
@@ -261,10 +261,9 @@ def _workflow_of(order: Order) -> WorkflowView:
 
 def _unconfirmed_orders(*, older_than: timedelta) -> list[Order]:
     """Orders still CREATED, with no request left to settle (their first hold never answered)."""
-    open_states = [RequestState.UNKNOWN, RequestState.RUNNING]
     return list(
         Order.objects.filter(state=State.CREATED, created_at__lt=timezone.now() - older_than).exclude(
-            requests__state__in=open_states
+            requests__state__in=OPEN_REQUEST_STATES
         )
     )
 
@@ -273,7 +272,7 @@ def _open_requests(*, older_than: timedelta) -> list[OrderRequest]:
     """Requests answered "still confirming" that nobody has looked at since."""
     return list(
         OrderRequest.objects.select_related("order").filter(
-            state__in=[RequestState.UNKNOWN, RequestState.RUNNING],
+            state__in=OPEN_REQUEST_STATES,
             lease_until__lt=timezone.now(),
             created_at__lt=timezone.now() - older_than,
             order__isnull=False,
