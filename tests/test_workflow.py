@@ -386,6 +386,13 @@ async def test_an_approved_payment_confirms_and_lets_the_holds_go(world):
     assert stores.sold == {"12A", "12B"}
     assert stores.last.state == State.CONFIRMED
     assert stores.holds == {}, "sold seats need no hold"
+    # The order's history, as operators read it in the admin: one version per transition.
+    assert [(record.version, record.state) for record in stores.records] == [
+        (1, State.SEATS_RESERVED),
+        (2, State.PAYMENT_PENDING),
+        (3, State.PAYMENT_PROCESSING),
+        (4, State.CONFIRMED),
+    ]
 
 
 async def test_a_sale_refused_by_the_constraint_refunds_then_releases(world):
