@@ -1,6 +1,7 @@
 """gunicorn configuration: sized from the CPU count, settings validated before forking, metrics
 served by the master on their own port."""
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -39,11 +40,21 @@ def on_starting(server: object) -> None:
         sys.exit(2)
 
 
+def pre_fork(server: object, worker: object) -> None:
+    """Move what the master has loaded (Django, the apps) out of the garbage collector's reach
+    before it forks a worker (the gc module's advice for a fork without exec): a worker's
+    collections then never write to those shared pages, so they stay shared (less memory), and
+    each collection walks only the worker's own objects (shorter pauses in a request)."""
+    gc.freeze()
+
+
 def post_worker_init(worker: object) -> None:
-    """Connect to Temporal as each worker process starts, not on its first request (1.5 s)."""
+    """Connect to Temporal as each worker process starts, not on its first request (1.5 s);
+    then freeze what the worker loaded for good, as the master did before the fork."""
     from orders.temporal_client import connect_soon
 
     connect_soon()
+    gc.freeze()
 
 
 # --- Metrics -------------------------------------------------------------------------------
