@@ -10,6 +10,10 @@ COPY pyproject.toml uv.lock ./
 # Only [project].dependencies: no dev tools, no test servers, no embedded PostgreSQL or Redis.
 RUN uv sync --frozen --no-dev --no-default-groups --no-install-project
 COPY . .
+# The app's own bytecode, made here: the image runs with PYTHONDONTWRITEBYTECODE, and without it
+# Temporal's workflow sandbox compiles the workflow's source for every booking it starts.
+RUN /app/.venv/bin/python -m compileall -q --invalidation-mode unchecked-hash \
+    booking_site common flights orders payments temporal_worker
 RUN DEBUG=false SECRET_KEY=build-only-not-secret /app/.venv/bin/python manage.py collectstatic --noinput
 
 # --- runtime: the virtualenv, the code and the collected static files, as a non-root user ----

@@ -3,6 +3,7 @@ servers on free ports, then the suite)."""
 
 from __future__ import annotations
 
+import compileall
 import os
 import secrets
 import shutil
@@ -20,6 +21,20 @@ WEB_STOP_SECONDS = 25.0  # gunicorn's graceful_timeout (20 s) for requests under
 WORKER_STOP_MARGIN_SECONDS = 10.0  # on top of PAYMENT_VALIDATION_TIMEOUT, for a running payment
 # A unix socket's path holds at most 107 bytes.
 MAX_SOCKET_PATH = 100
+
+
+# The project's own packages.
+PACKAGES = ("booking_site", "common", "flights", "orders", "payments", "temporal_worker")
+
+
+def compile_bytecode() -> None:
+    """Compile the project's modules to bytecode (only those changed since the last time).
+    Where PYTHONDONTWRITEBYTECODE is set (many shells, and our image) nothing else writes it,
+    and Temporal's workflow sandbox, which imports the workflow's module afresh for every
+    booking, would compile its source each time: 4.3 ms of CPU a booking instead of 1.8 ms
+    (docs/PERFORMANCE.md)."""
+    for package in PACKAGES:
+        compileall.compile_dir(ROOT / package, quiet=1)
 
 
 def services(supervisor: Supervisor, data: Path, env: dict[str, str], *, mode: str) -> dict[str, str]:
@@ -106,6 +121,7 @@ def run(supervisor: Supervisor) -> int:
     except SettingsError as error:
         raise SystemExit(f"[stack] {error}") from None
     supervisor.claim()  # before the ports: leftovers of an earlier run may hold them
+    compile_bytecode()
     ensure_free(web_port, what="the web server", variable="SERVER_PORT")
     for name, port in metrics_ports.items():
         if port:
@@ -154,6 +170,7 @@ def test(supervisor: Supervisor, pytest_args: list[str]) -> int:
     supervisor.data = data
     try:
         supervisor.claim()
+        compile_bytecode()
         env = dict(os.environ, STACK_MODE="test")
         env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
         env.setdefault("DEBUG", "false")

@@ -215,6 +215,8 @@ def test_the_image_is_multi_stage_non_root_and_without_dev_dependencies():
     assert re.search(r"^USER app$", runtime, re.MULTILINE)
     assert "--no-dev --no-default-groups" in dockerfile
     assert "collectstatic" in dockerfile
+    # PYTHONDONTWRITEBYTECODE at run time: the app's bytecode is made at build time.
+    assert re.search(r"compileall .*unchecked-hash", dockerfile) and "PYTHONDONTWRITEBYTECODE=1" in runtime
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".data"} <= set(ignored)
 

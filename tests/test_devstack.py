@@ -5,6 +5,7 @@ permission outside the checkout."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -149,6 +150,17 @@ def launcher(tmp_path):
     yield stack
     if stack.process is not None:
         stack.process.kill()
+
+
+def test_the_launcher_has_compiled_the_workflow_so_the_sandbox_need_not_for_each_booking():
+    """This suite runs under the launcher (`make test`), as the worker of `make run` does. Where
+    PYTHONDONTWRITEBYTECODE is set nothing else writes bytecode, and Temporal's sandbox, which
+    imports the workflow's module afresh for every booking, would compile it every time."""
+    source = ROOT / "temporal_worker" / "workflows.py"
+    cached = Path(importlib.util.cache_from_source(str(source)))
+
+    assert cached.exists(), f"no bytecode for {source.name}"
+    assert cached.stat().st_mtime >= source.stat().st_mtime, "its bytecode is older than the source"
 
 
 def test_make_run_stopped_mid_payment_finishes_the_attempt_and_the_next_run_confirms_it(tmp_path):
