@@ -23,8 +23,8 @@ WORKER_STOP_MARGIN_SECONDS = 10.0  # on top of PAYMENT_VALIDATION_TIMEOUT, for a
 MAX_SOCKET_PATH = 100
 
 
-# The project's own packages.
-PACKAGES = ("booking_site", "common", "flights", "orders", "payments", "temporal_worker")
+# The project's own packages, and this one (the bench's floor workflow is sandboxed too).
+PACKAGES = ("booking_site", "common", "flights", "orders", "payments", "temporal_worker", "devstack")
 
 
 def compile_bytecode() -> None:
