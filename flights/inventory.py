@@ -19,6 +19,7 @@ from enum import StrEnum
 
 import redis
 from django.db import IntegrityError
+from django.db.models import Exists, OuterRef
 
 from flights import holds
 from flights.models import BookedSeat, Flight, Seat
@@ -172,16 +173,17 @@ def hold(*, flight_id: str, order_id: str, seats: list[str], ttl_ms: int, releas
     holds already count as free and get the new TTL. Raises UnknownSeats for a seat that is not
     on the flight.
     """
-    known = set(Seat.objects.filter(flight_id=flight_id, code__in=seats).values_list("code", flat=True))
-    if unknown := [seat for seat in seats if seat not in known]:
-        raise UnknownSeats(unknown)
-    sold = set(
-        BookedSeat.objects.filter(flight_id=flight_id, seat__code__in=seats)
-        .exclude(order_id=order_id)
-        .values_list("seat__code", flat=True)
+    # One query: each asked-for seat of the flight, and whether another order has bought it.
+    sold_to_another = BookedSeat.objects.filter(seat=OuterRef("pk")).exclude(order_id=order_id)
+    on_flight = dict(
+        Seat.objects.filter(flight_id=flight_id, code__in=seats)
+        .annotate(sold=Exists(sold_to_another))
+        .values_list("code", "sold")
     )
-    if sold:
-        return [seat for seat in seats if seat in sold]
+    if unknown := [seat for seat in seats if seat not in on_flight]:
+        raise UnknownSeats(unknown)
+    if sold := [seat for seat in seats if on_flight[seat]]:
+        return sold
     if taken := holds.acquire(flight_id=flight_id, seats=seats, order_id=order_id, ttl_ms=ttl_ms):
         return taken
     holds.release(flight_id=flight_id, seats=release, order_id=order_id)

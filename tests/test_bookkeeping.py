@@ -13,6 +13,8 @@ from datetime import timedelta
 import pytest
 
 from flights import holds
+from flights.inventory import UnknownSeats
+from flights.models import BookedSeat
 from orders.booking import OrderRecord, State
 from orders.bookkeeping import hold_seats, record_order
 from orders.commands import new_order
@@ -108,3 +110,37 @@ def test_an_ending_never_releases_another_orders_hold(order, demo_flights):
     record_order(record=record(order, 1, State.EXPIRED, 2, []))
 
     assert holders(order) == {"1B": other.id}
+
+
+def test_a_hold_of_a_seat_another_order_bought_names_it_and_changes_nothing(order):
+    other = new_order(flight=order.flight, seats=["1B"])
+    BookedSeat.objects.create(flight=order.flight, seat=order.flight.seats.get(code="1B"), order=other)
+
+    taken = hold_seats(
+        record=record(order, 1, State.SEATS_RESERVED, 1, ["1A", "1B"]), ttl_ms=MINUTE_MS, release=[]
+    )
+
+    assert taken == ["1B"]
+    assert holders(order) == {}, "all or none: 1A is not held either"
+    order.refresh_from_db()
+    assert (order.state, order.version) == (State.CREATED, 0)
+
+
+def test_a_hold_of_seats_the_order_bought_itself_is_not_refused(order):
+    # A confirmation's retry, or a hold re-taken after a sale whose answer was lost.
+    BookedSeat.objects.create(flight=order.flight, seat=order.flight.seats.get(code="1A"), order=order)
+
+    assert (
+        hold_seats(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A"]), ttl_ms=MINUTE_MS, release=[])
+        == []
+    )
+    assert holders(order) == {"1A": order.id}
+
+
+def test_a_seat_not_on_the_flight_is_refused_by_name(order):
+    with pytest.raises(UnknownSeats, match="99Z"):
+        hold_seats(
+            record=record(order, 1, State.SEATS_RESERVED, 1, ["1A", "99Z"]), ttl_ms=MINUTE_MS, release=[]
+        )
+
+    assert holders(order) == {}
