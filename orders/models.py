@@ -43,6 +43,7 @@ class Order(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = OrderQuerySet.as_manager()
+    open_request_id: int | None  # not a column: read by OrderQuerySet.with_open_request()
 
     class Meta:
         ordering = ["-created_at"]

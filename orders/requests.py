@@ -35,7 +35,7 @@ from common.errors import Refused
 from orders import temporal_client
 from orders.booking import BookingStatus, State
 from orders.errors import SERVICE_UNAVAILABLE_CODE, ServiceUnavailable, StillConfirming
-from orders.models import OPEN_REQUEST_STATES, Order, OrderRequest, RequestKind, RequestState
+from orders.models import Order, OrderRequest, RequestKind, RequestState
 
 logger = logging.getLogger(__name__)
 
@@ -261,18 +261,12 @@ _STILL_WAITING_IN = {
 
 
 def open_request(order: Order) -> OrderRequest | None:
-    """The order's newest request still waiting for its outcome, while it may still matter."""
-    if order.is_terminal:
+    """The order's newest request still waiting for its outcome, while it may still matter.
+    ``order`` comes from ``Order.objects.with_open_request()`` (as ``ownership.get_owned_order``
+    reads it), which found that request's id in the order's own query."""
+    if order.is_terminal or order.open_request_id is None:
         return None
-    if hasattr(order, "open_request_id"):  # read with the order (Order.objects.with_open_request)
-        request_id = order.open_request_id
-        request = OrderRequest.objects.filter(pk=request_id).first() if request_id is not None else None
-    else:
-        request = (
-            OrderRequest.objects.filter(order=order, state__in=OPEN_REQUEST_STATES)
-            .order_by("-created_at")
-            .first()
-        )
+    request = OrderRequest.objects.filter(pk=order.open_request_id).first()
     if request is None or State(order.state) not in _STILL_WAITING_IN[RequestKind(request.kind)]:
         return None
     return request
