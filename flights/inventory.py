@@ -143,8 +143,10 @@ def availability(flight_list: list[Flight]) -> list[FlightAvailability]:
     return result
 
 
-def seat_codes(*, flight: Flight) -> set[str]:
-    return set(Seat.objects.filter(flight=flight).values_list("code", flat=True))
+def not_on_flight(*, flight: Flight, seats: list[str]) -> list[str]:
+    """Those of ``seats`` that are not seats of the flight, in the order given (one query)."""
+    found = set(Seat.objects.filter(flight=flight, code__in=seats).values_list("code", flat=True))
+    return [seat for seat in seats if seat not in found]
 
 
 # --- Writes -------------------------------------------------------------------------------

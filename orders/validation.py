@@ -8,7 +8,7 @@ from django.conf import settings
 
 from common import inputs
 from common.errors import Refused
-from flights.inventory import seat_codes
+from flights.inventory import not_on_flight
 from flights.models import Flight
 
 
@@ -30,7 +30,7 @@ def seat_list(value: object, *, flight: Flight) -> list[str]:
     if duplicates := sorted({seat for seat in seats if seats.count(seat) > 1}):
         raise Refused("VALIDATION_ERROR", f"Seat {', '.join(duplicates)} is listed more than once")
     malformed = [seat for seat in seats if not inputs.is_seat_code(seat)]
-    unknown = malformed or [seat for seat in seats if seat not in seat_codes(flight=flight)]
+    unknown = malformed or not_on_flight(flight=flight, seats=seats)
     if unknown:
         noun = "Seat" if len(unknown) == 1 else "Seats"
         raise Refused(

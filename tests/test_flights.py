@@ -9,9 +9,11 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from common.errors import Refused
 from flights import holds
 from flights.models import BookedSeat, Flight, Seat
 from orders.models import Order
+from orders.validation import seat_list
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +135,17 @@ def test_an_unknown_flight_is_a_404_with_a_code(client, db):
     assert reply.status_code == 404
     assert reply.json()["error"] == "FLIGHT_NOT_FOUND"
     assert "fl-000" in reply.json()["message"]
+
+
+def test_seats_not_on_the_flight_are_named_in_the_order_given_from_one_query(
+    demo_flights, django_assert_num_queries
+):
+    # A seat change validates every seat asked for: one query for the seats named, not one
+    # read of the whole seat map per seat.
+    flight = demo_flights["fl-101"]
+    with django_assert_num_queries(1):
+        assert seat_list(["1A", "1B", "2C", "20F"], flight=flight) == ["1A", "1B", "2C", "20F"]
+    with django_assert_num_queries(1), pytest.raises(Refused) as refused:
+        seat_list(["1A", "99Z", "1B", "21A"], flight=flight)
+    assert refused.value.code == "UNKNOWN_SEATS"
+    assert refused.value.message == "Seats 99Z, 21A not on flight FL101"
