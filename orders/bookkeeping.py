@@ -11,14 +11,20 @@ while Temporal retries it (``show_payment_attempt``).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Subquery
 
 from common import metrics
 from flights import inventory
 from orders.booking import TERMINAL_STATES, OrderRecord, State
 from orders.models import Order, OrderEvent
 from payments import services as payment_services
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 logger = logging.getLogger(__name__)
 RECORDED_FIELDS = ["state", "seats", "hold_expires_at", "payment_attempts", "last_error", "version"]
@@ -48,7 +54,7 @@ def record_order(*, record: OrderRecord) -> bool:
 def _record(record: OrderRecord) -> State | None:
     """``record_order``; returns the state the row had before, or None when nothing changed."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().filter(id=record.order_id).first()
+        order = _locked_with_history(record)
         if order is None or not _is_newer(record, order):
             return None
         before, shown_seats = State(order.state), list(order.seats)
@@ -59,8 +65,8 @@ def _record(record: OrderRecord) -> State | None:
         order.last_error = record.last_error
         order.version = record.version
         order.save(update_fields=[*RECORDED_FIELDS, "updated_at"])
-        # Rows from this version on can only be a lost task's: they never happened.
-        OrderEvent.objects.filter(order=order, version__gte=record.version).delete()
+        if order.lost_rows:  # rows from this version on can only be a lost task's: they never happened
+            OrderEvent.objects.filter(order=order, version__gte=record.version).delete()
         OrderEvent.objects.create(
             order=order,
             version=record.version,
@@ -78,32 +84,55 @@ def _record(record: OrderRecord) -> State | None:
     return before
 
 
-def _count_transition(order: Order, before: State, record: OrderRecord) -> None:
+class History(TypedDict):
+    """What a record needs to know of the order's history, read with its row."""
+
+    shown_at: datetime | None
+    lost_rows: bool
+    first_hold_at: datetime | None
+
+
+def _locked_with_history(record: OrderRecord) -> WithAnnotations[Order, History] | None:
+    """The order's row, locked until the transaction ends, with what a record needs to know of
+    its history, in one query: when the version the row shows was recorded (``shown_at``),
+    whether rows from ``record``'s version on exist (``lost_rows``, a lost task's), and when the
+    seats were first held (``first_hold_at``, among the rows that stay)."""
+    history = OrderEvent.objects.filter(order=OuterRef("pk"))
+    return (
+        Order.objects.select_for_update(of=("self",))
+        .annotate(
+            shown_at=Subquery(history.filter(version=OuterRef("version")).values("at")[:1]),
+            lost_rows=Exists(history.filter(version__gte=record.version)),
+            first_hold_at=Subquery(
+                history.filter(state=State.SEATS_RESERVED, version__lt=record.version)
+                .order_by("version")
+                .values("at")[:1]
+            ),
+        )
+        .filter(id=record.order_id)
+        .first()
+    )
+
+
+def _count_transition(order: WithAnnotations[Order, History], before: State, record: OrderRecord) -> None:
     """The metrics of a transition the row has just taken, counted once the transaction commits
     (a retried activity finds the version written, and counts nothing again)."""
     after = State(record.state)
     if after in TERMINAL_STATES and before not in TERMINAL_STATES:  # a lost task may have ended it
         transaction.on_commit(metrics.ORDERS_FINISHED.labels(state=after.value).inc)
     # The hold ends when the payment is submitted, or when the order ends without one.
-    if before is State.SEATS_RESERVED and (after is State.PAYMENT_PENDING or after in TERMINAL_STATES):
-        first_hold = (
-            OrderEvent.objects.filter(order=order, state=State.SEATS_RESERVED)
-            .order_by("version")
-            .values_list("at", flat=True)
-            .first()
-        )
-        if first_hold is not None:
-            ended = "payment" if after is State.PAYMENT_PENDING else after.value
-            seconds = max(0.0, (record.at - first_hold).total_seconds())
-            observe = metrics.HOLD_DURATION.labels(ended=ended).observe
-            transaction.on_commit(lambda: observe(seconds))
+    hold_ended = after is State.PAYMENT_PENDING or after in TERMINAL_STATES
+    if before is State.SEATS_RESERVED and hold_ended and order.first_hold_at is not None:
+        ended = "payment" if after is State.PAYMENT_PENDING else after.value
+        seconds = max(0.0, (record.at - order.first_hold_at).total_seconds())
+        observe = metrics.HOLD_DURATION.labels(ended=ended).observe
+        transaction.on_commit(lambda: observe(seconds))
 
 
-def _is_newer(record: OrderRecord, order: Order) -> bool:
-    shown = order.events.filter(version=order.version).values_list("at", flat=True).first()
-    if shown is None:  # as the web created it (version 0), or written before the history rows
+def _is_newer(record: OrderRecord, order: WithAnnotations[Order, History]) -> bool:
+    if order.shown_at is None:  # as the web created it (version 0), or written before the history rows
         return record.version > order.version
-    return (record.at, record.version) > (shown, order.version)
+    return (record.at, record.version) > (order.shown_at, order.version)
 
 
 def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from flights import holds
 from flights.inventory import UnknownSeats
@@ -144,3 +146,41 @@ def test_a_seat_not_on_the_flight_is_refused_by_name(order):
         )
 
     assert holders(order) == {}
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    """The first word of each statement, savepoints left out (the test's transaction makes them)."""
+    words = [query["sql"].split()[0] for query in queries.captured_queries]
+    return [word for word in words if word not in {"SAVEPOINT", "RELEASE"}]
+
+
+def test_a_record_reads_the_row_and_its_history_in_one_locked_query(order):
+    hold_seats(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A"]), ttl_ms=MINUTE_MS, release=[])
+
+    with CaptureQueriesContext(connection) as queries:
+        assert record_order(record=record(order, 2, State.PAYMENT_PENDING, 2, ["1A"]))
+
+    assert statements(queries) == ["SELECT", "UPDATE", "INSERT"], "no DELETE: there was no lost row"
+    (read,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert read.endswith("FOR UPDATE OF \"orders_order\"") and "orders_orderevent" in read
+    order.refresh_from_db()
+    assert [(e.version, e.state) for e in order.events.all()] == [
+        (1, State.SEATS_RESERVED),
+        (2, State.PAYMENT_PENDING),
+    ]
+
+
+def test_a_lost_tasks_rows_are_deleted_in_the_same_transaction(order):
+    hold_seats(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A"]), ttl_ms=MINUTE_MS, release=[])
+    record_order(record=record(order, 2, State.PAYMENT_PENDING, 2, ["1A"]))
+
+    # The replacement of the lost task that wrote version 2 records its own version 2, later.
+    with CaptureQueriesContext(connection) as queries:
+        assert record_order(record=record(order, 2, State.CANCELLED, 30, ["1A"]))
+
+    assert statements(queries)[:4] == ["SELECT", "UPDATE", "DELETE", "INSERT"]
+    order.refresh_from_db()
+    assert [(e.version, e.state) for e in order.events.all()] == [
+        (1, State.SEATS_RESERVED),
+        (2, State.CANCELLED),
+    ]
