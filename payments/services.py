@@ -16,20 +16,29 @@ def start_attempt(*, order_id: str, attempt: int, code: str) -> bool:
     was cut off by its timeout: returns whether there was one."""
     now = timezone.now()
     with transaction.atomic():
-        cut_off = PaymentAttempt.objects.filter(
-            order_id=order_id, attempt__lt=attempt, outcome=PaymentOutcome.PENDING
-        ).update(outcome=PaymentOutcome.TIMED_OUT, error=TIMED_OUT_MESSAGE, finished_at=now)
-        _count(PaymentOutcome.TIMED_OUT, cut_off)
-        PaymentAttempt.objects.update_or_create(
-            order_id=order_id,
-            attempt=attempt,
-            defaults={
-                "code_hint": f"***{code[-2:]}",
-                "outcome": PaymentOutcome.PENDING,
-                "error": "",
-                "started_at": now,
-                "finished_at": None,
-            },
+        cut_off = 0
+        if attempt > 1:  # the first attempt has none before it
+            cut_off = PaymentAttempt.objects.filter(
+                order_id=order_id, attempt__lt=attempt, outcome=PaymentOutcome.PENDING
+            ).update(outcome=PaymentOutcome.TIMED_OUT, error=TIMED_OUT_MESSAGE, finished_at=now)
+            _count(PaymentOutcome.TIMED_OUT, cut_off)
+        # One statement (INSERT ... ON CONFLICT DO UPDATE): the attempt, started afresh if this is
+        # a retry of the same attempt whose first run was lost.
+        PaymentAttempt.objects.bulk_create(
+            [
+                PaymentAttempt(
+                    order_id=order_id,
+                    attempt=attempt,
+                    code_hint=f"***{code[-2:]}",
+                    outcome=PaymentOutcome.PENDING,
+                    error="",
+                    started_at=now,
+                    finished_at=None,
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=["order", "attempt"],
+            update_fields=["code_hint", "outcome", "error", "started_at", "finished_at"],
         )
     return bool(cut_off)
 
