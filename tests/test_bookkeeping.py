@@ -162,7 +162,7 @@ def test_a_record_reads_the_row_and_its_history_in_one_locked_query(order):
 
     assert statements(queries) == ["SELECT", "UPDATE", "INSERT"], "no DELETE: there was no lost row"
     (read,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert read.endswith("FOR UPDATE OF \"orders_order\"") and "orders_orderevent" in read
+    assert read.endswith('FOR UPDATE OF "orders_order"') and "orders_orderevent" in read
     order.refresh_from_db()
     assert [(e.version, e.state) for e in order.events.all()] == [
         (1, State.SEATS_RESERVED),
