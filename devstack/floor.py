@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -91,6 +92,8 @@ class FloorFigures:
     change_ms: list[float] = field(default_factory=list)  # update
     booking_ms: list[float] = field(default_factory=list)  # start, pay, result
     seconds: float = 0.0
+    cpu_before: dict[str, float] = field(default_factory=dict)  # cpu_probe() around the bookings
+    cpu_after: dict[str, float] = field(default_factory=dict)
 
 
 async def _start(client: Client, queue: str, seats: list[str]) -> tuple[str, float]:
@@ -109,9 +112,18 @@ async def _start(client: Client, queue: str, seats: list[str]) -> tuple[str, flo
     return workflow_id, (time.perf_counter() - started) * 1000
 
 
-async def measure(address: str, queue: str, *, orders: int, customers: int, seconds: float) -> FloorFigures:
+async def measure(
+    address: str,
+    queue: str,
+    *,
+    orders: int,
+    customers: int,
+    seconds: float,
+    cpu_probe: Callable[[], dict[str, float]] = dict,
+) -> FloorFigures:
     """Sequential create and change (``orders`` of each), then ``customers`` booking at once
-    for ``seconds``: the same shape as the bench's runs against the app."""
+    for ``seconds``: the same shape as the bench's runs against the app. ``cpu_probe`` is read
+    as the bookings start and end (CPU seconds by process, for the CPU per booking)."""
     client = await Client.connect(address)
     figures = FloorFigures()
     for _ in range(orders):
@@ -133,9 +145,11 @@ async def measure(address: str, queue: str, *, orders: int, customers: int, seco
             await handle.result()
             figures.booking_ms.append((time.perf_counter() - started) * 1000)
 
+    figures.cpu_before = cpu_probe()
     started = time.perf_counter()
     await asyncio.gather(*(customer() for _ in range(customers)))
     figures.seconds = time.perf_counter() - started
+    figures.cpu_after = cpu_probe()
     return figures
 
 

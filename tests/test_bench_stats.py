@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devstack.bench import Result, cpu_per_booking, percentile, schedule
+from devstack.bench import Result, cpu_bound, cpu_per_booking, percentile, schedule
 
 
 def test_percentiles_interpolate_between_ranks():
@@ -44,3 +44,13 @@ def test_cpu_per_booking_divides_what_each_part_spent():
 
     assert cpu_per_booking(before, after, bookings=10) == {"temporal": 200.0, "worker": 100.0, "web": 50.0}
     assert cpu_per_booking(before, after, bookings=0) == {}
+
+
+def test_the_cpu_bound_is_the_floors_share_of_the_apps_cpu_per_booking():
+    app = {"worker": 50.0, "temporal": 40.0, "web": 30.0}
+    floor = {"temporal": 30.0, "floor worker": 18.0}
+
+    assert cpu_bound(app, floor) == (
+        "app / floor: CPU per booking 2.50x, so bookings/s at most 0.40 of the floor's"
+        " where the CPU limits both"
+    )
