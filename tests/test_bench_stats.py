@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devstack.bench import Result, cpu_bound, cpu_per_booking, percentile, schedule
+from devstack.bench import Result, cpu_budget, cpu_per_booking, percentile, schedule
 
 
 def test_percentiles_interpolate_between_ranks():
@@ -46,11 +46,12 @@ def test_cpu_per_booking_divides_what_each_part_spent():
     assert cpu_per_booking(before, after, bookings=0) == {}
 
 
-def test_the_cpu_bound_is_the_floors_share_of_the_apps_cpu_per_booking():
+def test_the_cpu_budget_is_what_lets_the_machine_book_at_three_quarters_of_the_floor():
     app = {"worker": 50.0, "temporal": 40.0, "web": 30.0}
     floor = {"temporal": 30.0, "floor worker": 18.0}
 
-    assert cpu_bound(app, floor) == (
-        "app / floor: CPU per booking 2.50x, so bookings/s at most 0.40 of the floor's"
-        " where the CPU limits both"
+    # 0.75 x 20 = 15 bookings/s on 2 CPUs: 2,000 ms of CPU a second, 133 ms a booking.
+    assert cpu_budget(app, floor, floor_rate=20.0, cpus=2) == (
+        "CPU budget: at 0.75 of the floor's 20 bookings/s, a booking may cost at most 133 ms of CPU"
+        " on 2 CPUs, all busy; the app's costs 120 ms, the floor's 48 ms"
     )
