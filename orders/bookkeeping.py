@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Count, Max, Min, Q
 
 from common import metrics
 from flights import inventory
 from orders.booking import TERMINAL_STATES, OrderRecord, State
 from orders.models import Order, OrderEvent
 from payments import services as payment_services
-
-if TYPE_CHECKING:
-    from django_stubs_ext import WithAnnotations
 
 logger = logging.getLogger(__name__)
 RECORDED_FIELDS = ["state", "seats", "hold_expires_at", "payment_attempts", "last_error", "version"]
@@ -54,8 +51,11 @@ def record_order(*, record: OrderRecord) -> bool:
 def _record(record: OrderRecord) -> State | None:
     """``record_order``; returns the state the row had before, or None when nothing changed."""
     with transaction.atomic():
-        order = _locked_with_history(record)
-        if order is None or not _is_newer(record, order):
+        order = Order.objects.select_for_update().filter(id=record.order_id).first()
+        if order is None:
+            return None
+        history = _history(order, record)
+        if not _is_newer(record, order, history):
             return None
         before, shown_seats = State(order.state), list(order.seats)
         order.state = record.state
@@ -65,7 +65,7 @@ def _record(record: OrderRecord) -> State | None:
         order.last_error = record.last_error
         order.version = record.version
         order.save(update_fields=[*RECORDED_FIELDS, "updated_at"])
-        if order.lost_rows:  # rows from this version on can only be a lost task's: they never happened
+        if history["lost_rows"]:  # rows from this version on can only be a lost task's
             OrderEvent.objects.filter(order=order, version__gte=record.version).delete()
         OrderEvent.objects.create(
             order=order,
@@ -77,7 +77,7 @@ def _record(record: OrderRecord) -> State | None:
         )
         if record.state in TERMINAL_STATES:
             payment_services.close_open_attempts(order_id=order.id)
-        _count_transition(order, before, record)
+        _count_transition(before, record, history)
     if record.state in TERMINAL_STATES and record.state != State.CONFIRMED:
         stray = sorted(set(shown_seats) | set(record.seats))
         inventory.release(flight_id=record.flight_id, order_id=record.order_id, seats=stray)
@@ -85,36 +85,29 @@ def _record(record: OrderRecord) -> State | None:
 
 
 class History(TypedDict):
-    """What a record needs to know of the order's history, read with its row."""
+    """What a record needs to know of the order's history."""
 
-    shown_at: datetime | None
-    lost_rows: bool
-    first_hold_at: datetime | None
+    shown_at: datetime | None  # when the version the row shows was recorded
+    lost_rows: int  # rows from the record's version on: a lost task's, which never happened
+    first_hold_at: datetime | None  # when the seats were first held, among the rows that stay
 
 
-def _locked_with_history(record: OrderRecord) -> WithAnnotations[Order, History] | None:
-    """The order's row, locked until the transaction ends, with what a record needs to know of
-    its history, in one query: when the version the row shows was recorded (``shown_at``),
-    whether rows from ``record``'s version on exist (``lost_rows``, a lost task's), and when the
-    seats were first held (``first_hold_at``, among the rows that stay)."""
-    history = OrderEvent.objects.filter(order=OuterRef("pk"))
-    return (
-        Order.objects.select_for_update(of=("self",))
-        .annotate(
-            shown_at=Subquery(history.filter(version=OuterRef("version")).values("at")[:1]),
-            lost_rows=Exists(history.filter(version__gte=record.version)),
-            first_hold_at=Subquery(
-                history.filter(state=State.SEATS_RESERVED, version__lt=record.version)
-                .order_by("version")
-                .values("at")[:1]
-            ),
-        )
-        .filter(id=record.order_id)
-        .first()
+def _history(order: Order, record: OrderRecord) -> History:
+    """``History``, in one query. Read once the row is locked, never in the locking statement:
+    a statement sees the rows committed when it began, and its wait for the lock may end with
+    another writer's rows committed (PostgreSQL returns the row as that writer left it, but its
+    subqueries would not see that writer's history rows)."""
+    found = OrderEvent.objects.filter(order=order).aggregate(
+        shown_at=Max("at", filter=Q(version=order.version)),
+        lost_rows=Count("pk", filter=Q(version__gte=record.version)),
+        first_hold_at=Min("at", filter=Q(state=State.SEATS_RESERVED, version__lt=record.version)),
+    )
+    return History(
+        shown_at=found["shown_at"], lost_rows=found["lost_rows"], first_hold_at=found["first_hold_at"]
     )
 
 
-def _count_transition(order: WithAnnotations[Order, History], before: State, record: OrderRecord) -> None:
+def _count_transition(before: State, record: OrderRecord, history: History) -> None:
     """The metrics of a transition the row has just taken, counted once the transaction commits
     (a retried activity finds the version written, and counts nothing again)."""
     after = State(record.state)
@@ -122,17 +115,19 @@ def _count_transition(order: WithAnnotations[Order, History], before: State, rec
         transaction.on_commit(metrics.ORDERS_FINISHED.labels(state=after.value).inc)
     # The hold ends when the payment is submitted, or when the order ends without one.
     hold_ended = after is State.PAYMENT_PENDING or after in TERMINAL_STATES
-    if before is State.SEATS_RESERVED and hold_ended and order.first_hold_at is not None:
+    first_hold = history["first_hold_at"]
+    if before is State.SEATS_RESERVED and hold_ended and first_hold is not None:
         ended = "payment" if after is State.PAYMENT_PENDING else after.value
-        seconds = max(0.0, (record.at - order.first_hold_at).total_seconds())
+        seconds = max(0.0, (record.at - first_hold).total_seconds())
         observe = metrics.HOLD_DURATION.labels(ended=ended).observe
         transaction.on_commit(lambda: observe(seconds))
 
 
-def _is_newer(record: OrderRecord, order: WithAnnotations[Order, History]) -> bool:
-    if order.shown_at is None:  # as the web created it (version 0), or written before the history rows
+def _is_newer(record: OrderRecord, order: Order, history: History) -> bool:
+    shown = history["shown_at"]
+    if shown is None:  # as the web created it (version 0), or written before the history rows
         return record.version > order.version
-    return (record.at, record.version) > (order.shown_at, order.version)
+    return (record.at, record.version) > (shown, order.version)
 
 
 def hold_seats(*, record: OrderRecord, ttl_ms: int, release: list[str]) -> list[str]:

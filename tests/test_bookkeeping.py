@@ -8,10 +8,11 @@ records the two tasks would write, and check that the stores end as the history 
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from flights import holds
@@ -21,6 +22,7 @@ from orders.booking import OrderRecord, State
 from orders.bookkeeping import hold_seats, record_order
 from orders.commands import new_order
 from orders.models import Order
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -154,15 +156,16 @@ def statements(queries: CaptureQueriesContext) -> list[str]:
     return [word for word in words if word not in {"SAVEPOINT", "RELEASE"}]
 
 
-def test_a_record_reads_the_row_and_its_history_in_one_locked_query(order):
+def test_a_record_locks_the_row_then_reads_its_history_in_one_query(order):
     hold_seats(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A"]), ttl_ms=MINUTE_MS, release=[])
 
     with CaptureQueriesContext(connection) as queries:
         assert record_order(record=record(order, 2, State.PAYMENT_PENDING, 2, ["1A"]))
 
-    assert statements(queries) == ["SELECT", "UPDATE", "INSERT"], "no DELETE: there was no lost row"
-    (read,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert read.endswith('FOR UPDATE OF "orders_order"') and "orders_orderevent" in read
+    assert statements(queries) == ["SELECT", "SELECT", "UPDATE", "INSERT"], "no DELETE: no lost row"
+    lock, history = (q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT"))
+    assert lock.endswith("FOR UPDATE") and "orders_orderevent" not in lock
+    assert "orders_orderevent" in history and "FOR UPDATE" not in history
     order.refresh_from_db()
     assert [(e.version, e.state) for e in order.events.all()] == [
         (1, State.SEATS_RESERVED),
@@ -178,9 +181,57 @@ def test_a_lost_tasks_rows_are_deleted_in_the_same_transaction(order):
     with CaptureQueriesContext(connection) as queries:
         assert record_order(record=record(order, 2, State.CANCELLED, 30, ["1A"]))
 
-    assert statements(queries)[:4] == ["SELECT", "UPDATE", "DELETE", "INSERT"]
+    assert statements(queries)[:5] == ["SELECT", "SELECT", "UPDATE", "DELETE", "INSERT"]
     order.refresh_from_db()
     assert [(e.version, e.state) for e in order.events.all()] == [
         (1, State.SEATS_RESERVED),
         (2, State.CANCELLED),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_that_waited_for_the_row_sees_the_history_its_writer_committed(order):
+    # A lost task's local activity and its replacement's write the same order at the same time.
+    # The lost task's write holds the row; the replacement's waits for it, then must still win:
+    # its record is later, so it must see the row the lost task committed *and* its history.
+    lost = record(order, 1, State.SEATS_RESERVED, 1, ["1A"])
+    replacement = record(order, 1, State.FAILED, 20, [])
+    lock_held, replacement_waits, done = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[bool] = []
+
+    def lost_task() -> None:
+        with transaction.atomic():
+            Order.objects.select_for_update().get(id=order.id)
+            lock_held.set()
+            replacement_waits.wait(timeout=10)
+            record_order(record=lost)  # committed as the replacement waits on the row
+        connection.close()
+
+    def replacement_task() -> None:
+        outcome.append(record_order(record=replacement))
+        connection.close()
+        done.set()
+
+    first = threading.Thread(target=lost_task)
+    first.start()
+    assert lock_held.wait(timeout=10)
+    second = threading.Thread(target=replacement_task)
+    second.start()
+    wait_for(a_backend_waits_on_a_lock, interval=0.01, what="the replacement to wait on the row")
+    replacement_waits.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+
+    assert done.is_set() and outcome == [True]
+    order.refresh_from_db()
+    assert (order.state, order.version) == (State.FAILED, 1)
+    assert [(e.version, e.state) for e in order.events.all()] == [(1, State.FAILED)]
+
+
+def a_backend_waits_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
