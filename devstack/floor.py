@@ -92,6 +92,7 @@ class FloorFigures:
     change_ms: list[float] = field(default_factory=list)  # update
     booking_ms: list[float] = field(default_factory=list)  # start, pay, result
     seconds: float = 0.0
+    workflow_ids: list[str] = field(default_factory=list)  # of the bookings, in the order they ended
     cpu_before: dict[str, float] = field(default_factory=dict)  # cpu_probe() around the bookings
     cpu_after: dict[str, float] = field(default_factory=dict)
 
@@ -144,6 +145,7 @@ async def measure(
             await handle.execute_update(FloorBooking.submit_payment, "00000")
             await handle.result()
             figures.booking_ms.append((time.perf_counter() - started) * 1000)
+            figures.workflow_ids.append(workflow_id)
 
     figures.cpu_before = cpu_probe()
     started = time.perf_counter()

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devstack.bench import Result, cpu_budget, cpu_per_booking, percentile, schedule
+from devstack.bench import Result, cpu_budget, cpu_per_booking, percentile, phases, schedule
 
 
 def test_percentiles_interpolate_between_ranks():
@@ -55,3 +55,30 @@ def test_the_cpu_budget_is_what_lets_the_machine_book_at_three_quarters_of_the_f
         "CPU budget: at 0.75 of the floor's 20 bookings/s, a booking may cost at most 133 ms of CPU"
         " on 2 CPUs, all busy; the app's costs 120 ms, the floor's 48 ms"
     )
+
+
+def test_phases_pair_each_end_with_the_last_start_before_it():
+    history = [
+        ("WORKFLOW_EXECUTION_STARTED", 10.000),
+        ("WORKFLOW_TASK_SCHEDULED", 10.000),
+        ("WORKFLOW_TASK_STARTED", 10.040),  # waited 40 ms for a worker
+        ("MARKER_RECORDED", 10.100),
+        ("WORKFLOW_TASK_COMPLETED", 10.100),  # ran 60 ms
+        ("WORKFLOW_TASK_SCHEDULED", 10.300),
+        ("WORKFLOW_TASK_STARTED", 10.310),
+        ("WORKFLOW_TASK_COMPLETED", 10.330),
+        ("ACTIVITY_TASK_SCHEDULED", 10.330),
+        ("ACTIVITY_TASK_STARTED", 10.331),
+        ("ACTIVITY_TASK_COMPLETED", 10.361),
+        ("WORKFLOW_EXECUTION_COMPLETED", 10.400),
+    ]
+
+    found = phases(history)
+
+    assert found["workflow task waits for a worker"] == pytest.approx([40.0, 10.0])
+    assert found["workflow task runs (activation, local activities, the server's write)"] == pytest.approx(
+        [60.0, 20.0]
+    )
+    assert found["payment activity runs (start to completion)"] == pytest.approx([30.0])
+    assert found["whole workflow, first event to last"] == pytest.approx([400.0])
+    assert phases([]) == {name: [] for name in found}
