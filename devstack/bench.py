@@ -681,7 +681,7 @@ def main(argv: list[str]) -> int:
                     "cpu_ms_per_booking": cpu,
                     "floor_cpu_ms_per_booking": floor_cpu,
                     "waits_p50_ms": {
-                        run: {name: percentile(durations, 50) for name, durations in found.items()}
+                        run: {name: round(percentile(durations, 50), 1) for name, durations in found.items()}
                         for run, found in zip(("app", "floor"), waits or (), strict=False)
                     },
                     "floor": floor_rows,
