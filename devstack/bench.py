@@ -475,10 +475,15 @@ AIM_OF_FLOOR = 0.75  # the app's bookings/s as a share of the floor's (issue 13)
 BENCH_CLIENT = "bench client"
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: [1] is the parent's pid, [11:13] the
+    process's user and system CPU ticks, [13:15] those of its children that have exited."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _process_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) one process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in _stat(pid)[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -489,7 +494,7 @@ def cpu_seconds() -> dict[str, float]:
     totals: dict[str, float] = {}
     for pid, cmdline in _processes():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(pid)
         except OSError:
             continue
         parent = int(fields[1])
