@@ -420,6 +420,8 @@ class HoldSampler(threading.Thread):
 class Findings:
     violations: list[str] = field(default_factory=list)
     lateness: list[float] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)  # ids of orders that never ended
+    diagnosis: list[str] = field(default_factory=list)  # what the stores and Temporal say of them
 
     def fail(self, message: str) -> None:
         self.violations.append(message)
@@ -473,7 +475,8 @@ def check_phantoms(
 def orders(stack: ChaosStack) -> list[dict]:
     with _db(stack) as db:
         cursor = db.execute(
-            "SELECT id, flight_id, state, seats, hold_expires_at, last_error, updated_at FROM orders_order"
+            "SELECT id, flight_id, state, seats, hold_expires_at, last_error, version, updated_at "
+            "FROM orders_order"
         )
         names = [column.name for column in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -485,6 +488,7 @@ def check_final(stack: ChaosStack, journal: Journal, sampler: HoldSampler, findi
     for order in all_orders:
         if order["state"] not in TERMINAL:
             findings.fail(f"end: order {order['id']} is stuck in {order['state']}")
+            findings.stuck.append(order["id"])
     # No seat held for an order that has ended.
     client = stack.redis()
     keys = list(client.scan_iter("hold:*", count=500))
@@ -508,6 +512,8 @@ def check_final(stack: ChaosStack, journal: Journal, sampler: HoldSampler, findi
         findings.lateness.append(max(0.0, sampler.last_seen[order_id] - due.timestamp()))
     check_refusals_changed_nothing(stack, journal, findings)
     asyncio.run(check_workflows(stack, by_id, findings))
+    for order_id in findings.stuck[:3]:
+        findings.diagnosis += asyncio.run(explain(stack, by_id[order_id]))
 
 
 def check_refusals_changed_nothing(stack: ChaosStack, journal: Journal, findings: Findings) -> None:
@@ -555,6 +561,59 @@ async def check_workflows(stack: ChaosStack, by_id: dict[str, dict], findings: F
     for order_id in running:
         if by_id.get(order_id, {}).get("state") in TERMINAL:
             findings.fail(f"end: the workflow of {order_id} still runs, but its order has ended")
+
+
+async def explain(stack: ChaosStack, order: dict) -> list[str]:
+    """What the row, the history rows, Temporal and the logs say of an order that never ended:
+    the report carries it, because CI keeps nothing of the run but what it prints."""
+    from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
+    from temporalio.client import Client as TemporalClient
+
+    order_id = order["id"]
+    lines = [f"\n{order_id}: row {order['state']} v{order.get('version')}, updated {order['updated_at']}"]
+    with _db(stack) as db:
+        for version, state, at, detail in db.execute(
+            "SELECT version, state, at, detail FROM orders_orderevent WHERE order_id = %s ORDER BY id",
+            (order_id,),
+        ):
+            lines.append(f"  event v{version} {state} at {at:%H:%M:%S.%f} {detail}")
+        for attempt, outcome, started, finished in db.execute(
+            "SELECT attempt, outcome, started_at, finished_at FROM payments_paymentattempt "
+            "WHERE order_id = %s ORDER BY attempt",
+            (order_id,),
+        ):
+            lines.append(f"  payment attempt {attempt} {outcome} {started:%H:%M:%S.%f} .. {finished}")
+    try:
+        client = await TemporalClient.connect(stack.env["TEMPORAL_HOST"])
+        handle = client.get_workflow_handle(f"booking-{order_id}")
+        described = await handle.describe()
+        raw = described.raw_description
+        lines.append(f"  workflow {described.status.name if described.status else '?'}")
+        if raw.HasField("pending_workflow_task"):
+            task = raw.pending_workflow_task
+            state = PendingWorkflowTaskState.Name(task.state)
+            lines.append(f"  pending workflow task: {state}, attempt {task.attempt}")
+        for pending in raw.pending_activities:
+            lines.append(
+                f"  pending activity {pending.activity_type.name}: "
+                f"{PendingActivityState.Name(pending.state)}, attempt "
+                f"{pending.attempt}, last failure {pending.last_failure.message!r}"
+            )
+        events = [event async for event in handle.fetch_history_events()]
+        for event in events[-20:]:
+            kind = event.WhichOneof("attributes") or ""
+            failure = getattr(getattr(event, kind, None), "failure", None)
+            why = f" {failure.message!r}" if failure is not None and failure.message else ""
+            at = event.event_time.ToDatetime()
+            what = kind.removesuffix("_event_attributes")
+            lines.append(f"  history {event.event_id} {at:%H:%M:%S.%f} {what}{why}")
+    except Exception as error:  # a diagnosis never hides the finding it explains
+        lines.append(f"  Temporal: {type(error).__name__}: {error}")
+    for name in ("worker.log", "web.log"):
+        path = stack.data / name
+        mentions = [line for line in path.read_text(errors="replace").splitlines() if order_id in line]
+        lines += [f"  {name}: {line[:300]}" for line in mentions[-15:]]
+    return lines
 
 
 # --- The run -----------------------------------------------------------------------------------
@@ -676,6 +735,7 @@ def report(
     )
     lines.append(f"invariant violations: {len(findings.violations)}")
     lines += [f"  - {violation}" for violation in findings.violations[:50]]
+    lines += findings.diagnosis
     return "\n".join(lines)
 
 
