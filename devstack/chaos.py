@@ -514,6 +514,8 @@ def check_final(stack: ChaosStack, journal: Journal, sampler: HoldSampler, findi
     asyncio.run(check_workflows(stack, by_id, findings))
     for order_id in findings.stuck[:3]:
         findings.diagnosis += asyncio.run(explain(stack, by_id[order_id]))
+    if findings.stuck:
+        findings.diagnosis += busy_worker_threads(stack)
 
 
 def check_refusals_changed_nothing(stack: ChaosStack, journal: Journal, findings: Findings) -> None:
@@ -609,10 +611,29 @@ async def explain(stack: ChaosStack, order: dict) -> list[str]:
             lines.append(f"  history {event.event_id} {at:%H:%M:%S.%f} {what}{why}")
     except Exception as error:  # a diagnosis never hides the finding it explains
         lines.append(f"  Temporal: {type(error).__name__}: {error}")
-    for name in ("worker.log", "web.log"):
+    for name in ("worker.log", "web.log", "temporal.log"):
         path = stack.data / name
         mentions = [line for line in path.read_text(errors="replace").splitlines() if order_id in line]
         lines += [f"  {name}: {line[:300]}" for line in mentions[-15:]]
+    return lines
+
+
+def busy_worker_threads(stack: ChaosStack) -> list[str]:
+    """The stacks of the worker's threads that are in the project's code (runworker dumps every
+    thread on SIGUSR1): an activity blocked for good shows where."""
+    log_file = stack.data / "worker.log"
+    before = log_file.stat().st_size
+    stack.signal("worker", signal.SIGUSR1)
+    time.sleep(2)
+    with log_file.open("rb") as file:
+        file.seek(before)
+        dump = file.read().decode(errors="replace")
+    lines = ["\nworker threads in the project's code (SIGUSR1):"]
+    for thread in dump.split("\n\n"):
+        frames = thread.strip().splitlines()
+        ours = any(str(ROOT) in frame and ".venv" not in frame for frame in frames[1:])
+        if frames and frames[0].startswith("Thread") and ours:  # not the main thread's loop
+            lines += [f"  {frame}" for frame in frames[:14]]
     return lines
 
 

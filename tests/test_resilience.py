@@ -3,7 +3,9 @@ leave an order stuck or hold a seat forever."""
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -119,6 +121,26 @@ def test_a_restarted_worker_carries_on_the_same_booking(stack):
 
     assert reply.status == 202
     assert customer.wait_for_status(order_id, "CONFIRMED")["seats"] == ["7A"]
+
+
+def test_a_worker_shows_what_each_thread_does_on_sigusr1_and_carries_on(stack):
+    """How an operator sees where a worker that seems stuck is (docs/OPERATIONS.md)."""
+    customer = stack.customer()
+    order_id = customer.create_order("fl-404", ["9C"]).json["orderId"]
+    customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "99999"})  # 3 attempts of 3 s
+    wait_for(lambda: customer.status(order_id)["paymentAttempts"] >= 1, timeout=30, what="an attempt")
+    start = stack.worker.log.stat().st_size
+
+    def dumped_the_payment_under_way() -> bool:
+        assert stack.worker.process is not None
+        stack.worker.process.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        return "in _wait_for_gateway" in stack.worker.log.read_text(errors="replace")[start:]
+
+    wait_for(dumped_the_payment_under_way, timeout=20, what="the payment's thread in a dump")
+
+    final = customer.wait_for_status(order_id, "FAILED", timeout=60)
+    assert final["paymentAttempts"] == 3, "the worker served every attempt after the dumps"
 
 
 def test_the_workflow_query_agrees_with_the_row(stack):

@@ -3,12 +3,14 @@
 On a signal the worker stops polling, lets running activities finish (up to the payment
 timeout) and exits. It leaves with ``os._exit`` after a clean shutdown: a process that ran a
 Temporal worker can crash at interpreter exit (sdk-python #300), which would hide the real
-exit code.
+exit code. SIGUSR1 writes every thread's stack to stderr and changes nothing else: where a
+worker that seems stuck is (an activity blocked on a lock, say).
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -37,6 +39,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         code = 0
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         tracing.setup(service="booking-worker", endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT)
         try:
             asyncio.run(self.serve(task_queue=options.get("task_queue")))  # type: ignore[arg-type]
