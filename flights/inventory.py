@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import redis
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
 from flights import holds
@@ -212,9 +212,13 @@ def sell(*, flight_id: str, order_id: str, seats: list[str]) -> None:
     (flight, seat) constraint decides, and SeatsAlreadySold names the seats sold before."""
     rows = Seat.objects.filter(flight_id=flight_id, code__in=seats)
     try:
-        BookedSeat.objects.bulk_create(
-            [BookedSeat(flight_id=flight_id, seat=seat, order_id=order_id) for seat in rows]
-        )
+        # A savepoint of its own: a refused insert aborts only it, so the caller's transaction
+        # can still ask which seats were sold (PostgreSQL refuses every statement of a
+        # transaction after an error until it rolls back, and Django every query).
+        with transaction.atomic():
+            BookedSeat.objects.bulk_create(
+                [BookedSeat(flight_id=flight_id, seat=seat, order_id=order_id) for seat in rows]
+            )
     except IntegrityError:
         sold = BookedSeat.objects.filter(flight_id=flight_id, seat__code__in=seats)
         raise SeatsAlreadySold(sorted(sold.values_list("seat__code", flat=True))) from None

@@ -16,10 +16,10 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from flights import holds
-from flights.inventory import UnknownSeats
+from flights.inventory import SeatsAlreadySold, UnknownSeats
 from flights.models import BookedSeat
 from orders.booking import OrderRecord, State
-from orders.bookkeeping import hold_seats, record_order
+from orders.bookkeeping import confirm_booking, hold_seats, record_order
 from orders.commands import new_order
 from orders.models import Order
 from tests.helpers import wait_for
@@ -139,6 +139,23 @@ def test_a_hold_of_seats_the_order_bought_itself_is_not_refused(order):
         == []
     )
     assert holders(order) == {"1A": order.id}
+
+
+@pytest.mark.django_db(transaction=True)  # the sale's transaction is the outermost, as in the worker
+def test_a_sale_of_a_seat_another_order_bought_meanwhile_names_it_and_writes_nothing(order):
+    # The hold kept the seat from everyone but a sale made behind its back (the constraint is
+    # the last word): the sale is refused by name, which the workflow cannot retry away.
+    hold_seats(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A", "1B"]), ttl_ms=MINUTE_MS, release=[])
+    other = new_order(flight=order.flight, seats=["1B"])
+    BookedSeat.objects.create(flight=order.flight, seat=order.flight.seats.get(code="1B"), order=other)
+
+    with pytest.raises(SeatsAlreadySold) as refused:
+        confirm_booking(record=record(order, 2, State.CONFIRMED, 2, ["1A", "1B"]))
+
+    assert refused.value.seats == ["1B"]
+    assert not BookedSeat.objects.filter(order=order).exists(), "all or none: 1A is not sold"
+    order.refresh_from_db()
+    assert (order.state, order.version) == (State.SEATS_RESERVED, 1)
 
 
 def test_a_seat_not_on_the_flight_is_refused_by_name(order):

@@ -12,8 +12,10 @@ import pytest
 
 from flights import holds
 from flights.models import BookedSeat
+from orders.booking import Messages
 from orders.commands import live_status
 from orders.models import Order
+from payments.models import PaymentAttempt, PaymentOutcome
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,6 +92,29 @@ def test_the_constraint_refuses_a_second_sale_and_the_order_is_refunded(stack):
     assert final["status"] == "FAILED"
     assert "3B" in final["lastError"]
     assert BookedSeat.objects.filter(seat__code="3B", flight_id="fl-101").count() == 1
+
+
+def test_a_seat_sold_behind_the_hold_during_the_payment_fails_the_order_and_refunds_it(stack):
+    # The payment's hold re-take passed; then the seat was sold to another order (what a Redis
+    # restart mid-payment allows): the constraint refuses the sale, and the booking must end.
+    customer = stack.customer()
+    order_id = customer.create_order("fl-101", ["4A", "4B"]).json["orderId"]
+    customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "12345"})  # approved after 3 s
+    wait_for(lambda: customer.status(order_id)["paymentAttempts"] == 1, timeout=30, what="the attempt")
+    other = Order.objects.create(id="ord-" + "e" * 20, flight_id="fl-101")
+    BookedSeat.objects.create(
+        flight_id="fl-101", seat=stack.flights["fl-101"].seats.get(code="4B"), order=other
+    )
+
+    final = customer.wait_for_status(order_id, "CONFIRMED", "FAILED", timeout=30)
+
+    assert final["status"] == "FAILED"
+    assert final["lastError"] == Messages.seat_sold_meanwhile(["4B"])
+    assert list(PaymentAttempt.objects.filter(order_id=order_id).values_list("outcome", flat=True)) == [
+        PaymentOutcome.REFUNDED
+    ]
+    assert not BookedSeat.objects.filter(order_id=order_id).exists(), "all or none: 4A is not sold"
+    assert holds.holders(flight_id="fl-101", seats=["4A", "4B"]) == {}
 
 
 def test_a_worker_crash_mid_booking_loses_nothing(stack, settings):
