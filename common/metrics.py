@@ -69,6 +69,7 @@ RECONCILE_REPAIRS = Counter(
 # Computed by the worker at each scrape from the database (temporal_worker.metrics), not counted.
 ORDERS_HOLDING_SEATS = "booking_orders_holding_seats"
 SEATS_HELD = "booking_seats_held"
+ORDERS_OVERDUE = "booking_orders_overdue"
 
 # Every name a scrape shows for the metrics above (counters end in _total, histograms in
 # _bucket, _sum and _count).
@@ -86,6 +87,7 @@ EXPORTED_NAMES = frozenset(
         ),
         ORDERS_HOLDING_SEATS,
         SEATS_HELD,
+        ORDERS_OVERDUE,
     }
 )
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import OuterRef, Q, Subquery
@@ -20,6 +23,26 @@ class OrderQuerySet(models.QuerySet["Order"]):
             .values("pk")[:1]
         )
         return self.annotate(open_request_id=Subquery(newest_open))
+
+
+# The most a payment adds to an order's deadline (it starts by then at the latest) is its
+# attempts' timeouts and the backoffs between them (at most 5 s each, the PRD's cap); the grace
+# covers a worker restart and a slow store. Later than that, nothing is moving the order on.
+PAYMENT_BACKOFF_CAP = timedelta(seconds=5)
+OVERDUE_GRACE = timedelta(minutes=5)
+
+
+def overdue(*, now: datetime | None = None) -> Q:
+    """Live orders (created, holding or paying) whose deadline passed more than the longest
+    payment and ``OVERDUE_GRACE`` ago: a bookkeeping step failing without end, or a workflow
+    nothing runs (docs/OPERATIONS.md, "An overdue order"). An order created but never held has
+    no deadline: its creation stands for it."""
+    longest_payment = settings.PAYMENT_MAX_RETRIES * (
+        settings.PAYMENT_VALIDATION_TIMEOUT + PAYMENT_BACKOFF_CAP
+    )
+    cutoff = (now or timezone.now()) - longest_payment - OVERDUE_GRACE
+    deadline_passed = Q(hold_expires_at__lt=cutoff) | Q(hold_expires_at__isnull=True, created_at__lt=cutoff)
+    return Q(state__in=[State.CREATED.value, *(state.value for state in ACTIVE_STATES)]) & deadline_passed
 
 
 class Order(models.Model):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from flights import inventory
 from orders.booking import State, reconcile_schedule_id
-from orders.models import Order, ReconcileRun
+from orders.models import Order, ReconcileRun, overdue
 from payments.models import PaymentAttempt, PaymentOutcome
 
 RECENT = timedelta(hours=1)
@@ -34,6 +34,8 @@ class Overview:
     live_holds: int  # orders holding seats (SEATS_RESERVED, deadline ahead)
     held_seats: int | None  # seat holds in Redis; None while Redis cannot be read
     oldest_hold: Order | None  # the live hold that has been held longest
+    overdue: int  # live orders long past their deadline: nothing moves them on
+    oldest_overdue: Order | None
     payment_attempts: int  # finished in the last hour
     payment_failures: int  # of those, declined or timed out
     last_reconciliation: ReconcileRun | None
@@ -53,6 +55,7 @@ def overview(*, now: datetime | None = None) -> Overview:
     all_time = dict(Order.objects.values_list("state").annotate(n=Count("id")))
     recent = dict(Order.objects.filter(created_at__gte=since).values_list("state").annotate(n=Count("id")))
     live = Order.objects.filter(state=State.SEATS_RESERVED, hold_expires_at__gt=now)
+    late = Order.objects.filter(overdue(now=now))
     attempts = PaymentAttempt.objects.filter(finished_at__gte=since, outcome__in=FINISHED_OUTCOMES)
     ui = f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}"
     return Overview(
@@ -61,6 +64,8 @@ def overview(*, now: datetime | None = None) -> Overview:
         live_holds=live.count(),
         held_seats=_held_seats(),
         oldest_hold=live.order_by("created_at").select_related("flight").first(),
+        overdue=late.count(),
+        oldest_overdue=late.order_by("created_at").select_related("flight").first(),
         payment_attempts=attempts.count(),
         payment_failures=attempts.filter(outcome__in=FAILED_OUTCOMES).count(),
         last_reconciliation=ReconcileRun.objects.first(),

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, F, Func, Sum
+from django.db.models import Count, F, Func, Q, Sum
 from django.utils import timezone
 
 from flights.inventory import SeatMap, seat_map
 from orders import requests
 from orders.booking import ACTIVE_STATES, PAYING_STATES, State
-from orders.models import Order, OrderRequest, RequestKind, RequestState
+from orders.models import Order, OrderRequest, RequestKind, RequestState, overdue
 
 # While a request's outcome is not known yet (it was answered "still confirming"), the page
 # says so, instead of showing an error or pretending nothing happened.
@@ -224,11 +224,16 @@ def toggled(seats: list[str], seat: str) -> list[str]:
 class LiveHolds:
     orders: int  # orders holding seats now (seats reserved, or paying)
     seats: int  # the seats they hold
+    overdue: int  # live orders that should have ended long ago (``overdue``)
 
 
 def live_holds() -> LiveHolds:
-    """What is held right now, from the orders' rows (the read model): one indexed count."""
-    totals = Order.objects.filter(state__in=[state.value for state in ACTIVE_STATES]).aggregate(
-        orders=Count("id"), seats=Sum(Func(F("seats"), function="cardinality"))
+    """What is held right now, and what is overdue, from the orders' rows (the read model): one
+    indexed count."""
+    holding = Q(state__in=[state.value for state in ACTIVE_STATES])
+    totals = Order.objects.filter(holding | overdue()).aggregate(
+        orders=Count("id", filter=holding),
+        seats=Sum(Func(F("seats"), function="cardinality"), filter=holding),
+        overdue=Count("id", filter=overdue()),
     )
-    return LiveHolds(orders=totals["orders"] or 0, seats=totals["seats"] or 0)
+    return LiveHolds(orders=totals["orders"], seats=totals["seats"] or 0, overdue=totals["overdue"])

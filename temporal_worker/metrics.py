@@ -50,6 +50,10 @@ class MetricsPortTaken(Exception):
 _runtime: Runtime | None = None
 HOLDING_HELP = "Orders holding seats now (reserved or paying), from the orders' rows."
 SEATS_HELP = "Seats held now by live orders, from the orders' rows."
+OVERDUE_HELP = (
+    "Live orders past their deadline by more than the longest payment and 5 minutes: "
+    "nothing is moving them on (docs/OPERATIONS.md, 'An overdue order')."
+)
 
 
 def sdk_runtime() -> Runtime | None:
@@ -86,6 +90,7 @@ class LiveHoldsCollector(Collector):
         """Its names, without a query (the registry asks for them when it is registered)."""
         yield GaugeMetricFamily(metrics.ORDERS_HOLDING_SEATS, HOLDING_HELP)
         yield GaugeMetricFamily(metrics.SEATS_HELD, SEATS_HELP)
+        yield GaugeMetricFamily(metrics.ORDERS_OVERDUE, OVERDUE_HELP)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
@@ -97,6 +102,7 @@ class LiveHoldsCollector(Collector):
             connection.close()  # each scrape runs on a thread of its own
         yield GaugeMetricFamily(metrics.ORDERS_HOLDING_SEATS, HOLDING_HELP, holds.orders)
         yield GaugeMetricFamily(metrics.SEATS_HELD, SEATS_HELP, holds.seats)
+        yield GaugeMetricFamily(metrics.ORDERS_OVERDUE, OVERDUE_HELP, holds.overdue)
 
 
 def serve_product_metrics() -> None:

@@ -153,6 +153,13 @@ def test_the_prometheus_config_and_its_alerts_are_valid():
     assert "SUCCESS" in result.stdout
 
 
+def test_the_overdue_order_alert_fires_as_its_unit_test_says():
+    result = run("promtool", "test", "rules", "deploy/prometheus/alerts_test.yml")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
 def test_web_and_worker_send_traces_to_jaeger(compose):
     services = compose["services"]
     for name in ("web", "worker"):

@@ -8,15 +8,20 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
+from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import metrics
 from devstack.ports import free_port
+from orders.booking import State
+from orders.commands import new_order_id
+from orders.models import Order
 from tests.conftest import GunicornWeb, Stack, start_gunicorn
 from tests.dashboard import SDK_DASHBOARD_NAMES
 from tests.helpers import ApiClient, wait_for
@@ -91,6 +96,21 @@ def test_one_booking_moves_the_worker_counters_once(stack, gunicorn_web):
     assert delta(before, after, "booking_hold_duration_seconds_count", ended="payment") == 1
     assert after.value(metrics.ORDERS_HOLDING_SEATS) == 0, "a confirmed order holds nothing"
     assert after.value(metrics.SEATS_HELD) == 0
+
+
+def test_an_order_nothing_moves_on_is_counted_as_overdue(stack):
+    worker = stack.worker.metrics_url
+    assert Scrape(worker).value(metrics.ORDERS_OVERDUE) == 0
+    # Paying, an hour past its deadline: what a bookkeeping step failing without end leaves.
+    Order.objects.create(
+        id=new_order_id(),
+        flight_id="fl-101",
+        state=State.PAYMENT_PROCESSING,
+        seats=["30A"],
+        hold_expires_at=timezone.now() - timedelta(hours=1),
+    )
+
+    assert Scrape(worker).value(metrics.ORDERS_OVERDUE) == 1
 
 
 def test_a_failed_payment_counts_every_attempt_and_the_failure(stack, gunicorn_web):

@@ -94,6 +94,7 @@ def test_staff_see_orders_holds_payments_and_the_last_reconciliation(operator, d
     assert _cell(html, "live-holds") == "2"
     assert _cell(html, "held-seats") == "3"
     assert oldest.display_id in _cell(html, "oldest-hold")
+    assert (_cell(html, "overdue-orders"), _cell(html, "oldest-overdue")) == ("0", "none")
     assert f"/workflows/booking-{oldest.id}" in html
     assert _cell(html, "payment-attempts") == "4"
     assert _cell(html, "payment-failures") == "3"
@@ -114,3 +115,24 @@ def test_anyone_but_staff_is_sent_to_the_login(db):
     customer.force_login(User.objects.create_user("customer", "c@example.com", "a-long-passphrase"))
     response = customer.get(URL)
     assert (response.status_code, response.url) == (302, f"/admin/login/?next={URL}")
+
+
+def test_an_order_nothing_moves_on_shows_as_overdue(operator, demo_flights):
+    # A payment lasts at most 3 x (its timeout + 5 s), under a minute here; then 5 minutes' grace.
+    now = timezone.now()
+    stuck = _order(State.PAYMENT_PROCESSING, age=timedelta(hours=1))
+    Order.objects.filter(id=stuck.id).update(hold_expires_at=now - timedelta(minutes=6))
+    paying = _order(State.PAYMENT_PROCESSING, age=timedelta(minutes=20))  # still within its payment
+    Order.objects.filter(id=paying.id).update(hold_expires_at=now - timedelta(minutes=5))
+    never_held = _order(State.CREATED, age=timedelta(minutes=40))
+    _order(State.CREATED, age=timedelta(minutes=1))  # its first hold under way
+    ended = _order(State.EXPIRED, age=timedelta(hours=2))
+    Order.objects.filter(id=ended.id).update(hold_expires_at=now - timedelta(hours=1))
+
+    html = operator.get(URL).content.decode()
+
+    assert _cell(html, "overdue-orders") == "2"
+    oldest = _cell(html, "oldest-overdue")
+    assert stuck.display_id in oldest and "Payment processing" in oldest
+    assert never_held.display_id not in oldest, "the oldest is shown"
+    assert f"/workflows/booking-{stuck.id}" in html
