@@ -35,6 +35,7 @@ import http.client
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -65,6 +66,8 @@ BIN = Path(PYTHON).parent
 TERMINAL = {"CONFIRMED", "FAILED", "EXPIRED", "CANCELLED"}
 HOLD_SECONDS = 20
 PAYMENT_WINDOW_SECONDS = 3 * 2 + 1 + 1.5  # three 2 s attempts and their backoff
+# The last line of a Python traceback: the exception's qualified name and its message.
+ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit)\b.*$", re.M)
 FAULT_GRACE_SECONDS = 8.0  # how long after a fault is over its effects may still show
 # Seats the customers want: few enough that they race for them, enough that booking goes on
 # for the whole run (a sold seat is gone).
@@ -515,7 +518,7 @@ def check_final(stack: ChaosStack, journal: Journal, sampler: HoldSampler, findi
     for order_id in findings.stuck[:3]:
         findings.diagnosis += asyncio.run(explain(stack, by_id[order_id]))
     if findings.stuck:
-        findings.diagnosis += busy_worker_threads(stack)
+        findings.diagnosis += worker_errors(stack) + busy_worker_threads(stack)
 
 
 def check_refusals_changed_nothing(stack: ChaosStack, journal: Journal, findings: Findings) -> None:
@@ -616,6 +619,20 @@ async def explain(stack: ChaosStack, order: dict) -> list[str]:
         mentions = [line for line in path.read_text(errors="replace").splitlines() if order_id in line]
         lines += [f"  {name}: {line[:300]}" for line in mentions[-15:]]
     return lines
+
+
+def worker_errors(stack: ChaosStack) -> list[str]:
+    """The unexpected errors the worker's tracebacks end with, most frequent first (refusals and
+    declines, ``ApplicationError``, left out): an activity retried without end shows as the same
+    error again and again, and its traceback does not name the order."""
+    text = (stack.data / "worker.log").read_text(errors="replace")
+    errors = Counter(
+        match.group(0)[:200]
+        for match in ERROR_LINE.finditer(text)
+        if not match.group(0).startswith("temporalio.exceptions.ApplicationError")
+    )
+    lines = ["\nunexpected errors in the worker's log (count):"]
+    return lines + [f"  {n:4} {line}" for line, n in errors.most_common(8)]
 
 
 def busy_worker_threads(stack: ChaosStack) -> list[str]:
