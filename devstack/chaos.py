@@ -641,10 +641,13 @@ def busy_worker_threads(stack: ChaosStack) -> list[str]:
     log_file = stack.data / "worker.log"
     before = log_file.stat().st_size
     stack.signal("worker", signal.SIGUSR1)
-    time.sleep(2)
-    with log_file.open("rb") as file:
-        file.seek(before)
-        dump = file.read().decode(errors="replace")
+    dump = ""
+    deadline = time.monotonic() + 10
+    while "Current thread" not in dump and time.monotonic() < deadline:  # the dump's last thread
+        time.sleep(0.1)
+        with log_file.open("rb") as file:
+            file.seek(before)
+            dump = file.read().decode(errors="replace")
     lines = ["\nworker threads in the project's code (SIGUSR1):"]
     for thread in dump.split("\n\n"):
         frames = thread.strip().splitlines()

@@ -6,10 +6,13 @@ Pure Python with no Django import, so the workflow sandbox can load it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 WORKFLOW_ID_PREFIX = "booking-"
+# The PRD's longest wait between two payment attempts (the workflow's retry policy, and the
+# bound on how long a payment can last that tells an overdue order).
+PAYMENT_BACKOFF_CAP = timedelta(seconds=5)
 
 
 def workflow_id_for(order_id: str) -> str:

@@ -9,7 +9,15 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from flights.models import Flight
-from orders.booking import ACTIVE_STATES, TERMINAL_STATES, ErrorType, State, editable_refusal, workflow_id_for
+from orders.booking import (
+    ACTIVE_STATES,
+    PAYMENT_BACKOFF_CAP,
+    TERMINAL_STATES,
+    ErrorType,
+    State,
+    editable_refusal,
+    workflow_id_for,
+)
 
 
 class OrderQuerySet(models.QuerySet["Order"]):
@@ -26,9 +34,8 @@ class OrderQuerySet(models.QuerySet["Order"]):
 
 
 # The most a payment adds to an order's deadline (it starts by then at the latest) is its
-# attempts' timeouts and the backoffs between them (at most 5 s each, the PRD's cap); the grace
+# attempts' timeouts and the backoffs between them (PAYMENT_BACKOFF_CAP at most); the grace
 # covers a worker restart and a slow store. Later than that, nothing is moving the order on.
-PAYMENT_BACKOFF_CAP = timedelta(seconds=5)
 OVERDUE_GRACE = timedelta(minutes=5)
 
 

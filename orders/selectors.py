@@ -230,10 +230,10 @@ class LiveHolds:
 def live_holds() -> LiveHolds:
     """What is held right now, and what is overdue, from the orders' rows (the read model): one
     indexed count."""
-    holding = Q(state__in=[state.value for state in ACTIVE_STATES])
-    totals = Order.objects.filter(holding | overdue()).aggregate(
+    holding, late = Q(state__in=[state.value for state in ACTIVE_STATES]), overdue()
+    totals = Order.objects.filter(holding | late).aggregate(
         orders=Count("id", filter=holding),
         seats=Sum(Func(F("seats"), function="cardinality"), filter=holding),
-        overdue=Count("id", filter=overdue()),
+        overdue=Count("id", filter=late),
     )
     return LiveHolds(orders=totals["orders"], seats=totals["seats"] or 0, overdue=totals["overdue"])

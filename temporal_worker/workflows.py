@@ -41,6 +41,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from common.formats import is_payment_code
 from orders.booking import (
+    PAYMENT_BACKOFF_CAP,
     WORKFLOW,
     Activities,
     BookingInput,
@@ -80,7 +81,7 @@ HANDLER_STORE_RETRY = dataclasses.replace(STORE_RETRY, maximum_attempts=3)
 PAYMENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=1.5,
-    maximum_interval=timedelta(seconds=5),
+    maximum_interval=PAYMENT_BACKOFF_CAP,
 )
 
 # workflow.patched ids: each names a change to the commands the workflow issues (see

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -157,10 +156,20 @@ def test_a_worker_shows_what_each_thread_does_on_sigusr1_and_carries_on(stack):
     start = stack.worker.log.stat().st_size
 
     def dumped_the_payment_under_way() -> bool:
+        # One dump at a time, whole (it ends with the thread that took the signal), until one
+        # catches the attempt waiting for the gateway.
         assert stack.worker.process is not None
+        dumps = stack.worker.log.read_text(errors="replace")[start:].count("Current thread")
         stack.worker.process.send_signal(signal.SIGUSR1)
-        time.sleep(0.3)
-        return "in _wait_for_gateway" in stack.worker.log.read_text(errors="replace")[start:]
+        text = wait_for(
+            lambda: (
+                (t := stack.worker.log.read_text(errors="replace")[start:]).count("Current thread") > dumps
+                and t
+            ),
+            timeout=10,
+            what="the dump",
+        )
+        return "in _wait_for_gateway" in text
 
     wait_for(dumped_the_payment_under_way, timeout=20, what="the payment's thread in a dump")
 
