@@ -14,6 +14,7 @@ import dj_database_url
 import drf_spectacular_sidecar
 
 from booking_site import env
+from common import failpoints
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -179,6 +180,14 @@ if PAYMENT_LATENCY_MAX < PAYMENT_LATENCY_MIN:
         f"PAYMENT_LATENCY_MAX={os.environ.get('PAYMENT_LATENCY_MAX', '8s')!r} is not valid: "
         "expected a duration no shorter than PAYMENT_LATENCY_MIN"
     )
+# Failpoints (common/failpoints.py): faults a test aims at an exact moment. Refused outside the
+# test stack, so that no production configuration can switch one on.
+try:
+    FAILPOINTS = failpoints.parse(os.environ.get("FAILPOINTS", ""))
+except ValueError as error:
+    raise env.SettingsError(f"FAILPOINTS={os.environ['FAILPOINTS']!r} is not valid: {error}") from None
+if FAILPOINTS and os.environ.get("STACK_MODE") != "test":
+    raise env.SettingsError("FAILPOINTS is for the test stack only (STACK_MODE=test): never set it elsewhere")
 MAX_SEATS_PER_ORDER = env.integer("MAX_SEATS_PER_ORDER", 9, minimum=1, maximum=50)
 # Each seat change resets the hold and adds history: a cap keeps both bounded.
 MAX_SEAT_CHANGES = env.integer("MAX_SEAT_CHANGES", 20, minimum=0, maximum=100)

@@ -41,6 +41,13 @@ PAYMENT_ATTEMPTS = Counter(
     "once per attempt when its record is written; REFUNDED when an approved payment is refunded.",
     ["outcome"],
 )
+GATEWAY_CHARGES = Counter(
+    "booking_gateway_charges",
+    "Money moved at the simulated gateway (payments.ledger): event=charged once per charge, "
+    "event=refunded once per refund, counted when the ledger's row changes (a replayed charge "
+    "request moves no money, and counts nothing).",
+    ["event"],
+)
 SEAT_CHANGES = Counter(
     "booking_seat_changes",
     "Seat changes of orders that already held seats (each resets the hold timer).",
@@ -62,7 +69,7 @@ UNAVAILABLE_CAUSES = ("temporal_unreachable", "update_failed", "database_unavail
 RECONCILE_REPAIRS = Counter(
     "booking_reconcile_repairs",
     "Drift the reconciliation repaired (orders/reconciliation.py), by kind: workflow_gone, "
-    "hold_lost, hold_without_order, request_settled, create_resent.",
+    "hold_lost, hold_without_order, request_settled, create_resent, charge_refunded.",
     ["kind"],
 )
 
@@ -70,6 +77,7 @@ RECONCILE_REPAIRS = Counter(
 ORDERS_HOLDING_SEATS = "booking_orders_holding_seats"
 SEATS_HELD = "booking_seats_held"
 ORDERS_OVERDUE = "booking_orders_overdue"
+ORDERS_CHARGED_UNCONFIRMED = "booking_orders_charged_unconfirmed"
 
 # Every name a scrape shows for the metrics above (counters end in _total, histograms in
 # _bucket, _sum and _count).
@@ -77,6 +85,7 @@ EXPORTED_NAMES = frozenset(
     {
         "booking_orders_finished_total",
         "booking_payment_attempts_total",
+        "booking_gateway_charges_total",
         "booking_seat_changes_total",
         "booking_unavailable_responses_total",
         "booking_reconcile_repairs_total",
@@ -88,6 +97,7 @@ EXPORTED_NAMES = frozenset(
         ORDERS_HOLDING_SEATS,
         SEATS_HELD,
         ORDERS_OVERDUE,
+        ORDERS_CHARGED_UNCONFIRMED,
     }
 )
 

@@ -10,7 +10,9 @@ same seats), change seats, pay with 00000, 99999 and other codes, abandon or wal
 with an Idempotency-Key, and retry as a careful client would (the same key, after Retry-After).
 Meanwhile it injects faults: `kill -9` of the worker (several times), `kill -9` of Temporal and a
 restart on the same file, a Redis FLUSHALL, a Redis stop and start (it comes back empty), and
-PostgreSQL frozen (SIGSTOP of the server and its backends) for a few seconds.
+PostgreSQL frozen (SIGSTOP of the server and its backends) for a few seconds, and once for longer
+than a payment attempt's timeout while an attempt is under way (Temporal times it out and retries,
+and the retry must not charge again).
 
 After each fault, and at the end once every order has settled, it checks, from PostgreSQL,
 Redis, Temporal and the API:
@@ -21,7 +23,10 @@ Redis, Temporal and the API:
   - every request answered 4xx/5xx changed nothing (no payment attempt, cancellation or seat
     change that only a refused request asked for);
   - no 5xx outside a fault's window (a 500 anywhere is a violation), and the stack recovers by
-    itself: a new booking confirms, and /healthz answers 200.
+    itself: a new booking confirms, and /healthz answers 200;
+  - the money, from the gateway's ledger: at most one live charge per order, exactly one for a
+    CONFIRMED order, none for an order that ended without its seats; the report prints the
+    charges, refunds and voided keys.
 It prints a table and exits 1 on any violation. Every loop is bounded in count and time, and it
 talks only to 127.0.0.1. `--short` (about a minute of load) is part of `make test`.
 """
@@ -213,6 +218,21 @@ def _thaw_postgres(stack: ChaosStack) -> None:
             os.kill(pid, signal.SIGCONT)
 
 
+# Longer than a payment attempt's timeout (PAYMENT_VALIDATION_TIMEOUT, 2 s here) and its backoff:
+# Temporal times the attempt out and retries it while PostgreSQL is still frozen.
+PAYMENT_STALL_SECONDS = 7
+
+
+def _stall_postgres_during_payment(stack: ChaosStack) -> None:
+    """Freeze PostgreSQL while a payment attempt is under way (waits up to 10 s for one)."""
+    deadline = time.monotonic() + 10
+    with contextlib.suppress(psycopg.Error), _db(stack) as db:
+        query = "SELECT count(*) FROM payments_paymentattempt WHERE outcome = 'PENDING'"
+        while time.monotonic() < deadline and not db.execute(query).fetchone()[0]:  # type: ignore[index]
+            time.sleep(0.05)
+    _freeze_postgres(stack)
+
+
 def _flush_redis(stack: ChaosStack) -> None:
     stack.redis().flushall()
 
@@ -221,14 +241,16 @@ def plan(short: bool) -> list[Fault]:
     kill_worker = (lambda s: s.signal("worker", signal.SIGKILL), lambda s: s.start_worker())
     kill_temporal = (lambda s: s.signal("temporal", signal.SIGKILL), lambda s: s.start_temporal())
     stop_redis = (lambda s: s.signal("redis", signal.SIGTERM), lambda s: s.start_redis())
+    stall_mid_payment = ("PostgreSQL stalled mid-payment", _stall_postgres_during_payment, _thaw_postgres)
     if short:
         return [
             Fault(5, "worker kill -9", *kill_worker, lasts=2),
             Fault(12, "PostgreSQL frozen", _freeze_postgres, _thaw_postgres, lasts=3),
             Fault(19, "Redis FLUSHALL", _flush_redis),
             Fault(24, "Temporal kill -9 + restart", *kill_temporal, lasts=2),
-            Fault(34, "Redis stop + start", *stop_redis, lasts=2),
-            Fault(41, "worker kill -9", *kill_worker, lasts=1),
+            Fault(29, *stall_mid_payment, lasts=PAYMENT_STALL_SECONDS),
+            Fault(38, "Redis stop + start", *stop_redis, lasts=2),
+            Fault(43, "worker kill -9", *kill_worker, lasts=1),
         ]
     return [
         Fault(8, "worker kill -9", *kill_worker, lasts=2),
@@ -241,6 +263,13 @@ def plan(short: bool) -> list[Fault]:
         Fault(96, "PostgreSQL frozen", _freeze_postgres, _thaw_postgres, lasts=2),
         Fault(105, "Temporal kill -9 + restart", *kill_temporal, lasts=2),
         Fault(115, "Redis FLUSHALL", _flush_redis),
+        Fault(
+            120,
+            "PostgreSQL stalled mid-payment",
+            _stall_postgres_during_payment,
+            _thaw_postgres,
+            lasts=PAYMENT_STALL_SECONDS,
+        ),
     ]
 
 
@@ -473,6 +502,76 @@ def check_phantoms(
     for (order_id,) in rows:
         if order_id not in told:
             findings.fail(f"{when}: order {order_id} exists, but no customer was ever given its id")
+
+
+@dataclass
+class Money:
+    """The gateway's ledger at the end, and the three invariants of exactly-once money."""
+
+    charges: int = 0  # charges made (live or refunded since)
+    live: int = 0
+    refunded: int = 0
+    voided: int = 0  # keys given up before anything was charged
+    confirmed: int = 0
+    several_live: list[str] = field(default_factory=list)  # orders with more than one live charge
+    confirmed_without_one: list[str] = field(default_factory=list)  # CONFIRMED, not exactly one
+    ended_with_money: list[str] = field(default_factory=list)  # ended without seats, still charged
+    approvals_shown: int = 0  # attempts the pages showed as approved (SUCCEEDED or REFUNDED)
+
+    def lines(self) -> list[str]:
+        def verdict(found: list[str]) -> str:
+            return "ok" if not found else f"VIOLATED by {len(found)}: {', '.join(found[:5])}"
+
+        return [
+            f"\nmoney: {self.charges} charges ({self.live} live, {self.refunded} refunded), "
+            f"{self.voided} keys voided before any charge, {self.approvals_shown} attempts shown approved",
+            f"  at most one live charge per order: {verdict(self.several_live)}",
+            f"  every CONFIRMED order has exactly one ({self.confirmed} orders): "
+            + verdict(self.confirmed_without_one),
+            f"  an order that ended without its seats has none: {verdict(self.ended_with_money)}",
+        ]
+
+
+def check_money(stack: ChaosStack, findings: Findings) -> Money:
+    with _db(stack) as db:
+        money = Money(
+            *db.execute(
+                "SELECT count(*) FILTER (WHERE status <> 'VOIDED'), "
+                "count(*) FILTER (WHERE status = 'CHARGED'), count(*) FILTER (WHERE status = 'REFUNDED'), "
+                "count(*) FILTER (WHERE status = 'VOIDED') FROM payments_charge"
+            ).fetchone()  # type: ignore[misc]
+        )
+        money.several_live = [
+            row[0]
+            for row in db.execute(
+                "SELECT order_id FROM payments_charge WHERE status = 'CHARGED' "
+                "GROUP BY order_id HAVING count(*) > 1"
+            )
+        ]
+        confirmed = db.execute(
+            "SELECT o.id, count(c.id) FROM orders_order o LEFT JOIN payments_charge c "
+            "ON c.order_id = o.id AND c.status = 'CHARGED' WHERE o.state = 'CONFIRMED' GROUP BY o.id"
+        ).fetchall()
+        money.confirmed = len(confirmed)
+        money.confirmed_without_one = [order_id for order_id, live in confirmed if live != 1]
+        money.ended_with_money = [
+            f"{order_id} ({state})"
+            for order_id, state in db.execute(
+                "SELECT DISTINCT o.id, o.state FROM orders_order o "
+                "JOIN payments_charge c ON c.order_id = o.id "
+                "WHERE c.status = 'CHARGED' AND o.state IN ('FAILED', 'EXPIRED', 'CANCELLED')"
+            )
+        ]
+        money.approvals_shown = db.execute(
+            "SELECT count(*) FROM payments_paymentattempt WHERE outcome IN ('SUCCEEDED', 'REFUNDED')"
+        ).fetchone()[0]  # type: ignore[index]
+    for order_id in money.several_live:
+        findings.fail(f"end: order {order_id} has more than one live charge")
+    for order_id in money.confirmed_without_one:
+        findings.fail(f"end: CONFIRMED order {order_id} does not have exactly one live charge")
+    for order in money.ended_with_money:
+        findings.fail(f"end: order {order} ended without its seats, and its charge was not refunded")
+    return money
 
 
 def orders(stack: ChaosStack) -> list[dict]:
@@ -746,7 +845,7 @@ def recovers(stack: ChaosStack, findings: Findings) -> None:
 
 
 def report(
-    journal: Journal, faults: list[Fault], stack: ChaosStack, findings: Findings, seconds: float
+    journal: Journal, faults: list[Fault], stack: ChaosStack, findings: Findings, seconds: float, money: Money
 ) -> str:
     lines = [f"\nchaos: {len(journal.calls)} requests in {seconds:.0f} s of load"]
     by_endpoint: dict[str, Counter[int]] = defaultdict(Counter)
@@ -774,6 +873,7 @@ def report(
         f"\nhold release after the order ended (sampled every 0.5 s): p50 {percentile(late, 50):.1f} s, "
         f"max {max(late, default=0):.1f} s ({len(late)} orders)"
     )
+    lines += money.lines()
     lines.append(f"invariant violations: {len(findings.violations)}")
     lines += [f"  - {violation}" for violation in findings.violations[:50]]
     lines += findings.diagnosis
@@ -838,8 +938,9 @@ def main(argv: list[str]) -> int:
         check_phantoms(stack, journal, findings, "end", grace=0)
         check_final(stack, journal, sampler, findings)
         check_five_hundreds(journal, faults, findings)
+        money = check_money(stack, findings)
         recovers(stack, findings)
-        print(report(journal, faults, stack, findings, seconds), flush=True)
+        print(report(journal, faults, stack, findings, seconds, money), flush=True)
     finally:
         stop.set()
         stack.stop()

@@ -26,7 +26,7 @@ from orders.commands import cancel_order, live_status
 from orders.errors import ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderEvent, ReconcileRun
 from orders.overview import overview as compute_overview
-from payments.models import PaymentAttempt
+from payments.models import Charge, PaymentAttempt
 
 SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
 
@@ -43,6 +43,12 @@ class PaymentAttemptInline(ReadOnlyInline):
     model = PaymentAttempt
     fields = readonly_fields = ("attempt", "started_at", "finished_at", "outcome", "error", "code_hint")
     verbose_name_plural = "Payment attempts"
+
+
+class ChargeInline(ReadOnlyInline):
+    model = Charge
+    fields = readonly_fields = ("id", "attempt", "status", "charged_at", "refunded_at", "idempotency_key")
+    verbose_name_plural = "Charges at the gateway (its ledger: what was charged and refunded)"
 
 
 class OrderEventInline(ReadOnlyInline):
@@ -74,7 +80,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_help_text = "Order id (ord-…) or a seat code (12A)."
     ordering = ("-created_at",)
     list_select_related = ("flight",)
-    inlines = (PaymentAttemptInline, OrderEventInline, BookedSeatInline)
+    inlines = (ChargeInline, PaymentAttemptInline, OrderEventInline, BookedSeatInline)
     actions = ("release_hold",)
     fields = readonly_fields = (
         "id",

@@ -23,7 +23,7 @@ from django.utils import timezone
 from common import inputs, metrics
 from common.api import RETRY_AFTER_SECONDS, ApiError, api_view, error, iso, refused
 from common.errors import Refused
-from orders import commands, ownership, requests, validation
+from orders import commands, ownership, requests, selectors, validation
 from orders.booking import BookingStatus
 from orders.errors import SERVICE_UNAVAILABLE
 from orders.models import Order, RequestKind
@@ -201,6 +201,16 @@ def order_json(order: Order, waiting: requests.OrderRequest | None) -> dict[str,
         "lastError": order.last_error or None,
         "pendingRequest": {"kind": waiting.kind, "since": iso(waiting.created_at)} if waiting else None,
         "serverTime": iso(timezone.now()),
+        "charges": [
+            {
+                "chargeId": charge.id,
+                "attempt": charge.attempt,
+                "status": charge.status,
+                "chargedAt": iso(charge.charged_at),
+                "refundedAt": iso(charge.refunded_at),
+            }
+            for charge in selectors.charges_of(order)
+        ],
     }
 
 

@@ -94,6 +94,8 @@ class ErrorType:
     INVALID_PAYMENT_CODE = "INVALID_PAYMENT_CODE"
     PAYMENT_DECLINED = "PAYMENT_DECLINED"
     SEAT_ALREADY_BOOKED = "SEAT_ALREADY_BOOKED"  # the (flight, seat) constraint refused a sale
+    # A confirmation found no live charge for the order in the gateway's ledger: never confirmed.
+    PAYMENT_NOT_CHARGED = "PAYMENT_NOT_CHARGED"
     TOO_MANY_CHANGES = "TOO_MANY_CHANGES"  # the seat-change limit of one order is reached
     ORDER_PENDING = "ORDER_PENDING"  # its creation is still being confirmed: nothing to change yet
     # A seat change, a payment or a first hold that the stores (Redis, PostgreSQL) did not confirm
@@ -106,6 +108,12 @@ class Messages:
 
     EXPIRED = "Seat reservation has expired. Your seats have been released."
     PAYMENT_FAILED = "Payment validation failed"
+    # An attempt that outlived its booking: the gateway's key was voided, nothing was charged.
+    PAYMENT_VOIDED = "The payment was cancelled before the gateway charged it"
+    PAYMENT_NOT_CHARGED = (
+        "Your payment could not be confirmed with the payment gateway. Nothing was charged and "
+        "your seats have been released. Please try again."
+    )
     PAYMENT_FAILED_FINAL = (
         "Payment validation failed after {attempts} attempts. "
         "Your seats have been released. Please try again."
@@ -113,8 +121,16 @@ class Messages:
     CANCELLED_BY_CUSTOMER = "You cancelled this order. Your seats have been released."
     RELEASED_BY_OPERATOR = "An operator released this hold. Your seats have been released."
     STOPPED = "This booking was stopped before it could finish. Your seats have been released."
+    STOPPED_REFUNDED = (
+        "This booking was stopped before it could finish. Your payment has been refunded and your "
+        "seats released."
+    )
     NOT_STARTED = "Your seats could not be held in time. Nothing was held; please choose them again."
     STORE_UNAVAILABLE = "Nothing was changed: our seat store did not answer in time. Please try again."
+
+    @staticmethod
+    def approved_by(attempt: int) -> str:
+        return f"Already approved by attempt {attempt}: charged once"
 
     @staticmethod
     def too_many_changes(limit: int) -> str:
@@ -255,4 +271,8 @@ class PaymentInput:
 
 @dataclass
 class PaymentResult:
-    attempt: int
+    attempt: int  # the attempt that ran to the end
+    # The attempt whose request the gateway charged, and its charge: an earlier one when a retry
+    # got back an approval whose answer was lost. None in results recorded before the ledger.
+    approved_attempt: int | None = None
+    charge_id: str | None = None

@@ -17,11 +17,13 @@ from typing import TypedDict
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q
 
-from common import metrics
+from common import failpoints, metrics
 from flights import inventory
 from orders.booking import TERMINAL_STATES, OrderRecord, State
 from orders.models import Order, OrderEvent
+from payments import ledger
 from payments import services as payment_services
+from payments.models import ChargeStatus
 
 logger = logging.getLogger(__name__)
 RECORDED_FIELDS = ["state", "seats", "hold_expires_at", "payment_attempts", "last_error", "version"]
@@ -161,20 +163,47 @@ def release_seats(
     return released
 
 
+class NotCharged(Exception):
+    """The order has no live charge in the gateway's ledger, so it cannot be confirmed."""
+
+
 def confirm_booking(*, record: OrderRecord) -> None:
     """Sell the order's seats and mark it CONFIRMED, in one transaction; then let their Redis
     holds go (the sale is the database's now).
 
-    The (flight, seat) unique constraint decides: if any seat is sold already, nothing is
-    written and ``inventory.SeatsAlreadySold`` names the seats. A retry after a commit whose
-    answer was lost finds the order confirmed, and only lets the holds go.
+    Two things decide. The order's charge in the gateway's ledger, locked for the transaction,
+    must be live: a confirmed order has exactly one charge, and a refund cannot slip in between
+    (``NotCharged`` otherwise). The (flight, seat) unique constraint: if any seat is sold already,
+    nothing is written and ``inventory.SeatsAlreadySold`` names the seats. A retry after a commit
+    whose answer was lost finds the order confirmed, and only lets the holds go.
     """
     seats = list(record.seats)
     if not Order.objects.filter(id=record.order_id, state=State.CONFIRMED).exists():
         with transaction.atomic():
+            charge = ledger.locked(key=ledger.charge_key(record.order_id))
+            if charge is None or charge.status != ChargeStatus.CHARGED:
+                found = charge.get_status_display().lower() if charge else "none"
+                raise NotCharged(f"order {record.order_id} has no live charge to confirm (found: {found})")
             inventory.sell(flight_id=record.flight_id, order_id=record.order_id, seats=seats)
             record_order(record=record)
+            failpoints.hit("confirm.before_commit")
     inventory.release(flight_id=record.flight_id, order_id=record.order_id, seats=seats)
+
+
+def refund_payment(*, order_id: str) -> bool:
+    """Refund the order's charge at the gateway, or void its key if nothing was charged yet (an
+    attempt still running late then charges nothing). Never the charge of a confirmed order: with
+    the charge locked, as ``confirm_booking`` locks it, an order is either confirmed with its
+    charge or refunded, never both. Idempotent; returns whether money was refunded now."""
+    key = ledger.charge_key(order_id)
+    with transaction.atomic():
+        ledger.locked(key=key)
+        if Order.objects.filter(id=order_id, state=State.CONFIRMED).exists():
+            logger.warning("not refunding: the order is confirmed", extra={"order_id": order_id})
+            return False
+        _, refunded = ledger.refund(key=key, order_id=order_id)
+        payment_services.refund(order_id=order_id)  # what the page shows of the attempts
+    return refunded
 
 
 def show_payment_attempt(*, order_id: str, attempt: int, error: str | None = None) -> None:

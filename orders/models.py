@@ -52,6 +52,17 @@ def overdue(*, now: datetime | None = None) -> Q:
     return Q(state__in=[State.CREATED.value, *(state.value for state in ACTIVE_STATES)]) & deadline_passed
 
 
+def charged_unconfirmed(*, now: datetime | None = None) -> Q:
+    """Orders the gateway holds money for that are not confirmed: ended without their seats, or
+    charged longer ago than ``OVERDUE_GRACE`` and still not confirmed. None in a healthy system
+    (the saga refunds before a booking ends; the reconciliation refunds what a workflow can no
+    longer reach): docs/OPERATIONS.md, "Charged, not confirmed"."""
+    cutoff = (now or timezone.now()) - OVERDUE_GRACE
+    live = Q(charges__status="CHARGED")  # payments.models.ChargeStatus.CHARGED
+    ended = Q(state__in=[state.value for state in TERMINAL_STATES])
+    return live & ~Q(state=State.CONFIRMED) & (ended | Q(charges__charged_at__lt=cutoff))
+
+
 class Order(models.Model):
     """The read model of one booking, written by the workflow's activities.
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from flights import inventory
 from orders.booking import State, reconcile_schedule_id
-from orders.models import Order, ReconcileRun, overdue
-from payments.models import PaymentAttempt, PaymentOutcome
+from orders.models import Order, ReconcileRun, charged_unconfirmed, overdue
+from payments.models import Charge, ChargeStatus, PaymentAttempt, PaymentOutcome
 
 RECENT = timedelta(hours=1)
 FAILED_OUTCOMES = (PaymentOutcome.FAILED, PaymentOutcome.TIMED_OUT)
@@ -38,6 +38,10 @@ class Overview:
     oldest_overdue: Order | None
     payment_attempts: int  # finished in the last hour
     payment_failures: int  # of those, declined or timed out
+    charged_last_hour: int  # charges the gateway made (its ledger)
+    refunded_last_hour: int  # and refunds
+    charged_unconfirmed: int  # orders holding money without a confirmed booking: 0 when healthy
+    oldest_charged_unconfirmed: Order | None
     last_reconciliation: ReconcileRun | None
     temporal_ui: str  # the namespace's workflows
     reconcile_schedule_ui: str
@@ -57,6 +61,7 @@ def overview(*, now: datetime | None = None) -> Overview:
     live = Order.objects.filter(state=State.SEATS_RESERVED, hold_expires_at__gt=now)
     late = Order.objects.filter(overdue(now=now))
     attempts = PaymentAttempt.objects.filter(finished_at__gte=since, outcome__in=FINISHED_OUTCOMES)
+    unconfirmed = Order.objects.filter(charged_unconfirmed(now=now)).distinct()
     ui = f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}"
     return Overview(
         at=now,
@@ -68,6 +73,12 @@ def overview(*, now: datetime | None = None) -> Overview:
         oldest_overdue=late.order_by("created_at").select_related("flight").first(),
         payment_attempts=attempts.count(),
         payment_failures=attempts.filter(outcome__in=FAILED_OUTCOMES).count(),
+        charged_last_hour=Charge.objects.filter(charged_at__gte=since).count(),
+        refunded_last_hour=Charge.objects.filter(
+            status=ChargeStatus.REFUNDED, refunded_at__gte=since
+        ).count(),
+        charged_unconfirmed=unconfirmed.count(),
+        oldest_charged_unconfirmed=unconfirmed.order_by("created_at").select_related("flight").first(),
         last_reconciliation=ReconcileRun.objects.first(),
         temporal_ui=f"{ui}/workflows",
         reconcile_schedule_ui=f"{ui}/schedules/{reconcile_schedule_id(settings.TEMPORAL_TASK_QUEUE)}",

@@ -15,7 +15,10 @@ What it repairs (``Repair``):
 - a completed workflow whose order's row is still live (its last record lost): its result is recorded;
 - a live order that lost its Redis holds (a Redis restart): they are taken again for it, where
   nobody else has taken the seat;
-- a hold in Redis for an order that does not exist or has ended: released.
+- a hold in Redis for an order that does not exist or has ended: released;
+- money: an order it closes without its seats has its charge refunded (or its key voided), and a
+  live charge of an order that ended without its seats (a saga that never ran its refund) is
+  refunded.
 
 It never touches a healthy booking: a running workflow whose row and holds agree with it is left
 as it is. Against races (a booking that moves on while the run looks at it), an order is repaired
@@ -50,9 +53,9 @@ from orders.booking import (
     Queries,
     State,
 )
-from orders.bookkeeping import record_order, release_seats
+from orders.bookkeeping import record_order, refund_payment, release_seats
 from orders.errors import ServiceUnavailable, StillConfirming
-from orders.models import OPEN_REQUEST_STATES, Order, OrderRequest, ReconcileRun
+from orders.models import OPEN_REQUEST_STATES, Order, OrderRequest, ReconcileRun, charged_unconfirmed
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class Repair(StrEnum):
     WORKFLOW_GONE = "workflow_gone"
     HOLD_LOST = "hold_lost"
     HOLD_WITHOUT_ORDER = "hold_without_order"
+    CHARGE_REFUNDED = "charge_refunded"
 
 
 @dataclass
@@ -129,6 +133,7 @@ def _reconcile(report: Report, *, grace: timedelta) -> None:
     for order in Order.objects.filter(state__in=[s.value for s in ACTIVE_STATES], updated_at__lt=settled):
         _reconcile_live_order(order, report, now=now)
     _release_holds_of_ended_orders(report, settled=settled)
+    _refund_charges_of_ended_orders(report, settled=settled)
 
 
 def _reconcile_live_order(order: Order, report: Report, *, now: datetime) -> None:
@@ -153,13 +158,14 @@ def _reconcile_live_order(order: Order, report: Report, *, now: datetime) -> Non
 
 
 def _close(order: Order, ended: BookingStatus | None, report: Report, *, now: datetime) -> None:
-    """An order whose workflow no longer runs: let its seats go, and close its row."""
+    """An order whose workflow no longer runs: let its seats go, refund what it paid, and close
+    its row (its compensations, which a terminated workflow never ran)."""
     release_seats(order_id=order.id, flight_id=order.flight_id, seats=list(order.seats))
+    paying = order.state in (State.PAYMENT_PENDING, State.PAYMENT_PROCESSING)
     if ended is not None and ended.state in TERMINAL_STATES and ended.version > order.version:
         record = _record_of(order, ended, now=now)  # as its workflow ended it
     else:
         expired = order.hold_expires_at is not None and order.hold_expires_at <= now
-        paying = order.state != State.SEATS_RESERVED
         state, message = (
             (State.EXPIRED, Messages.EXPIRED) if expired and not paying else (State.FAILED, Messages.STOPPED)
         )
@@ -174,8 +180,15 @@ def _close(order: Order, ended: BookingStatus | None, report: Report, *, now: da
             payment_attempts=order.payment_attempts,
             last_error=message,
         )
+    # A paying order may have been charged (or be charged late, by an attempt still running):
+    # refunded, or its key voided. An order that never reached payment has nothing to refund.
+    refunded = paying and record.state != State.CONFIRMED and refund_payment(order_id=order.id)
+    if refunded and record.last_error == Messages.STOPPED:
+        record.last_error = Messages.STOPPED_REFUNDED
     record_order(record=record)
     report.add(Repair.WORKFLOW_GONE, f"{order.id} {order.state} -> {record.state.value}", order_id=order.id)
+    if refunded:
+        report.add(Repair.CHARGE_REFUNDED, f"{order.id} (its workflow is gone)", order_id=order.id)
 
 
 def _retake_lost_holds(order: Order, status: BookingStatus, report: Report, *, now: datetime) -> None:
@@ -215,6 +228,15 @@ def _release_holds_of_ended_orders(report: Report, *, settled: datetime) -> None
         # Compare-and-delete: a hold taken by another order since the scan stays.
         if inventory.release(flight_id=flight_id, order_id=order_id, seats=[seat]):
             report.add(Repair.HOLD_WITHOUT_ORDER, f"{flight_id} {seat} of {order_id}", order_id=order_id)
+
+
+def _refund_charges_of_ended_orders(report: Report, *, settled: datetime) -> None:
+    """Live charges of orders that ended without their seats more than ``grace`` ago: their
+    workflow's saga should have refunded them (it refunds before it records the end)."""
+    ended = Order.objects.filter(charged_unconfirmed()).filter(_ended_before(settled)).distinct()
+    for order in ended:
+        if refund_payment(order_id=order.id):
+            report.add(Repair.CHARGE_REFUNDED, f"{order.id} ({order.state})", order_id=order.id)
 
 
 def _ended_before(moment: datetime) -> Q:

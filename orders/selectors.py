@@ -4,7 +4,7 @@ and every text the template prints is decided here, from the order's row and its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Count, F, Func, Q, Sum
@@ -13,7 +13,9 @@ from django.utils import timezone
 from flights.inventory import SeatMap, seat_map
 from orders import requests
 from orders.booking import ACTIVE_STATES, PAYING_STATES, State
-from orders.models import Order, OrderRequest, RequestKind, RequestState, overdue
+from orders.models import Order, OrderRequest, RequestKind, RequestState, charged_unconfirmed, overdue
+from payments import ledger
+from payments.models import Charge
 
 # While a request's outcome is not known yet (it was answered "still confirming"), the page
 # says so, instead of showing an error or pretending nothing happened.
@@ -51,6 +53,27 @@ class PaymentPanel:
 
 
 @dataclass(frozen=True)
+class ChargeLine:
+    """One charge of the order at the gateway, as the payment panel says it."""
+
+    status: str  # CHARGED | REFUNDED
+    text: str
+
+
+def charge_lines(charges: list[Charge]) -> tuple[ChargeLine, ...]:
+    def at(moment: datetime | None) -> str:
+        return f"{moment.astimezone(UTC):%H:%M:%S} UTC" if moment else ""
+
+    lines = []
+    for charge in charges:
+        text = f"Charged at {at(charge.charged_at)} (payment attempt {charge.attempt})"
+        if charge.refunded_at is not None:
+            text += f", refunded at {at(charge.refunded_at)}"
+        lines.append(ChargeLine(status=charge.status, text=text))
+    return tuple(lines)
+
+
+@dataclass(frozen=True)
 class OrderPage:
     order: Order
     seat_map: SeatMap
@@ -66,6 +89,11 @@ class OrderPage:
     offer_choose_again: bool  # it ended without a sale: back to the seat map
     offer_book_another: bool  # it is booked: back to the flights
     waiting: OrderRequest | None = None  # the request still being confirmed
+    charges: tuple[ChargeLine, ...] = ()  # what the gateway charged, and refunded
+
+    @property
+    def money_fingerprint(self) -> str:
+        return "+".join(line.status for line in self.charges) or "-"
 
     @property
     def waiting_for(self) -> str | None:
@@ -94,6 +122,7 @@ class OrderPage:
             int(self.countdown.running),
             self.waiting_for or "-",
             self.banner.text if self.banner else "-",
+            self.money_fingerprint,
         )
         return ".".join(map(str, parts))
 
@@ -191,6 +220,7 @@ def order_page(*, order: Order) -> OrderPage:
         offer_choose_again=ended_unsold,
         offer_book_another=order.state == State.CONFIRMED,
         waiting=waiting,
+        charges=charge_lines(charges_of(order)),
     )
 
 
@@ -225,15 +255,27 @@ class LiveHolds:
     orders: int  # orders holding seats now (seats reserved, or paying)
     seats: int  # the seats they hold
     overdue: int  # live orders that should have ended long ago (``overdue``)
+    charged_unconfirmed: int  # orders charged without a confirmed booking (``charged_unconfirmed``)
 
 
 def live_holds() -> LiveHolds:
     """What is held right now, and what is overdue, from the orders' rows (the read model): one
-    indexed count."""
+    indexed count; and the orders the gateway holds money for without a booking, a second."""
     holding, late = Q(state__in=[state.value for state in ACTIVE_STATES]), overdue()
     totals = Order.objects.filter(holding | late).aggregate(
         orders=Count("id", filter=holding),
         seats=Sum(Func(F("seats"), function="cardinality"), filter=holding),
         overdue=Count("id", filter=late),
     )
-    return LiveHolds(orders=totals["orders"], seats=totals["seats"] or 0, overdue=totals["overdue"])
+    return LiveHolds(
+        orders=totals["orders"],
+        seats=totals["seats"] or 0,
+        overdue=totals["overdue"],
+        charged_unconfirmed=Order.objects.filter(charged_unconfirmed()).distinct().count(),
+    )
+
+
+def charges_of(order: Order) -> list[Charge]:
+    """What the gateway charged for the order (and refunded), from its ledger. No query before the
+    first payment attempt: nothing can have been charged."""
+    return ledger.charges_of(order.id) if order.payment_attempts else []

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from common.admin import ReadOnlyAdminMixin
-from payments.models import PaymentAttempt
+from payments.models import Charge, PaymentAttempt
 
 
 @admin.register(PaymentAttempt)
@@ -12,4 +12,16 @@ class PaymentAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("outcome",)
     search_fields = ("order__id",)
     date_hierarchy = "started_at"
+    list_select_related = ("order",)
+
+
+@admin.register(Charge)
+class ChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The simulated gateway's ledger, read-only: what was charged and refunded, one row per
+    idempotency key (a voided key moved no money)."""
+
+    list_display = ("id", "order", "attempt", "status", "charged_at", "refunded_at")
+    list_filter = ("status",)
+    search_fields = ("id", "order__id", "idempotency_key")
+    date_hierarchy = "charged_at"
     list_select_related = ("order",)

@@ -19,6 +19,7 @@ from django.db import close_old_connections, transaction
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from common import failpoints
 from flights import inventory
 from orders import bookkeeping, reconciliation
 from orders.booking import (
@@ -32,7 +33,7 @@ from orders.booking import (
     PaymentResult,
     ReleaseSeatsInput,
 )
-from payments import gateway
+from payments import gateway, ledger
 from payments import services as payment_services
 from payments.models import PaymentOutcome
 from temporal_worker.reconcile import RECONCILE_ACTIVITY, ReconcileResult
@@ -105,29 +106,36 @@ def record_order(record: OrderRecord) -> bool:
 @activity.defn(name=Activities.CONFIRM_BOOKING)
 @_with_database
 def confirm_booking(record: OrderRecord) -> None:
-    """Sell the seats and confirm in one transaction; the (flight, seat) constraint decides."""
+    """Sell the seats and confirm in one transaction, with the order's charge locked and live:
+    the (flight, seat) constraint decides the seats, the ledger the money."""
     try:
         bookkeeping.confirm_booking(record=record)
     except inventory.SeatsAlreadySold as error:
         raise ApplicationError(
             str(error), error.seats, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
         ) from error
+    except bookkeeping.NotCharged as error:
+        raise ApplicationError(str(error), type=ErrorType.PAYMENT_NOT_CHARGED, non_retryable=True) from error
 
 
 @activity.defn(name=Activities.REFUND_PAYMENT)
 @_with_database
 def refund_payment(order_id: str) -> int:
-    """Refund the approved payment of an order that could not be confirmed. Idempotent."""
-    return payment_services.refund(order_id=order_id)
+    """Refund the order's charge at the gateway (or void its key, so that nothing is ever charged
+    under it), unless the order is confirmed. Idempotent; returns the charges refunded now."""
+    return int(bookkeeping.refund_payment(order_id=order_id))
 
 
 @activity.defn(name=Activities.VALIDATE_PAYMENT)
 def validate_payment(request: PaymentInput) -> PaymentResult:
     """One attempt at the simulated gateway. Temporal times each attempt out and retries.
 
-    The attempt is recorded as it starts and as it ends, so the customer sees every retry. A
-    decline raises a retryable error; a timeout is Temporal's to enforce: while waiting for the
-    gateway this heartbeats, and stops as soon as the attempt is cancelled.
+    Idempotent, as a charge must be: the request carries the order's idempotency key, so a retry
+    after an approval whose answer was lost (the worker killed, PostgreSQL stalled past the
+    timeout) gets that approval back from the gateway's ledger and charges nothing more
+    (``payments.ledger``). The attempt is recorded as it starts and as it ends, so the customer
+    sees every retry. A decline raises a retryable error; a timeout is Temporal's to enforce:
+    while waiting for the gateway this heartbeats, and stops as soon as the attempt is cancelled.
     """
     order_id, attempt = request.order_id, activity.info().attempt
     with _database():
@@ -136,24 +144,49 @@ def validate_payment(request: PaymentInput) -> PaymentResult:
         )
         error = payment_services.TIMED_OUT_MESSAGE if cut_off else None
         bookkeeping.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)
-    verdict = gateway.from_settings().verdict(request.payment_code)
-    if _wait_for_gateway(verdict.latency_seconds):
+        answer = ledger.request_charge(
+            key=ledger.charge_key(order_id),
+            order_id=order_id,
+            attempt=attempt,
+            code=request.payment_code,
+            gateway=gateway.from_settings(),
+            wait=_wait_for_gateway,
+        )
+    if answer.outcome is ledger.Outcome.APPROVED:
+        failpoints.hit("payment.after_charge")
+    if answer.outcome is ledger.Outcome.TIMED_OUT:
         _finish_attempt(order_id, attempt, PaymentOutcome.TIMED_OUT, payment_services.TIMED_OUT_MESSAGE)
         raise ApplicationError(payment_services.TIMED_OUT_MESSAGE, type="PAYMENT_TIMED_OUT")
-    if not verdict.approved:
+    if answer.outcome is ledger.Outcome.VOIDED:  # the booking ended while this attempt ran late
+        _finish_attempt(order_id, attempt, PaymentOutcome.FAILED, Messages.PAYMENT_VOIDED)
+        raise ApplicationError(Messages.PAYMENT_VOIDED, type=ErrorType.PAYMENT_DECLINED, non_retryable=True)
+    if not answer.approved:
         _finish_attempt(order_id, attempt, PaymentOutcome.FAILED, Messages.PAYMENT_FAILED)
         logger.info("payment attempt %d declined", attempt, extra={"order_id": order_id})
         raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
-    _finish_attempt(order_id, attempt, PaymentOutcome.SUCCEEDED, "")
-    logger.info("payment attempt %d approved", attempt, extra={"order_id": order_id})
-    return PaymentResult(attempt=attempt)
+    assert answer.charge is not None
+    assert answer.charge.attempt is not None
+    approved_by = answer.charge.attempt
+    if answer.outcome is ledger.Outcome.REPLAYED:
+        _finish_attempt(
+            order_id, attempt, PaymentOutcome.ALREADY_APPROVED, "", note=Messages.approved_by(approved_by)
+        )
+        logger.info(
+            "payment attempt %d: approved by attempt %d", attempt, approved_by, extra={"order_id": order_id}
+        )
+    else:
+        _finish_attempt(order_id, attempt, PaymentOutcome.SUCCEEDED, "")
+        logger.info("payment attempt %d approved", attempt, extra={"order_id": order_id})
+    return PaymentResult(attempt=attempt, approved_attempt=approved_by, charge_id=answer.charge.id)
 
 
-def _finish_attempt(order_id: str, attempt: int, outcome: PaymentOutcome, error: str) -> None:
+def _finish_attempt(
+    order_id: str, attempt: int, outcome: PaymentOutcome, error: str, *, note: str = ""
+) -> None:
     """Record how the attempt ended, and show its error on the order (once: never a late answer)."""
     with _database(), transaction.atomic():
         finished = payment_services.finish_attempt(
-            order_id=order_id, attempt=attempt, outcome=outcome, error=error
+            order_id=order_id, attempt=attempt, outcome=outcome, error=error or note
         )
         if finished and error:
             bookkeeping.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)

@@ -50,6 +50,11 @@ class MetricsPortTaken(Exception):
 _runtime: Runtime | None = None
 HOLDING_HELP = "Orders holding seats now (reserved or paying), from the orders' rows."
 SEATS_HELP = "Seats held now by live orders, from the orders' rows."
+CHARGED_UNCONFIRMED_HELP = (
+    "Orders the payment gateway holds money for without a confirmed booking (ended without their "
+    "seats, or charged more than 5 minutes ago and not confirmed): 0 in a healthy system "
+    "(docs/OPERATIONS.md, 'Charged, not confirmed')."
+)
 OVERDUE_HELP = (
     "Live orders past their deadline by more than the longest payment and 5 minutes: "
     "nothing is moving them on (docs/OPERATIONS.md, 'An overdue order')."
@@ -91,6 +96,7 @@ class LiveHoldsCollector(Collector):
         yield GaugeMetricFamily(metrics.ORDERS_HOLDING_SEATS, HOLDING_HELP)
         yield GaugeMetricFamily(metrics.SEATS_HELD, SEATS_HELP)
         yield GaugeMetricFamily(metrics.ORDERS_OVERDUE, OVERDUE_HELP)
+        yield GaugeMetricFamily(metrics.ORDERS_CHARGED_UNCONFIRMED, CHARGED_UNCONFIRMED_HELP)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
@@ -103,6 +109,9 @@ class LiveHoldsCollector(Collector):
         yield GaugeMetricFamily(metrics.ORDERS_HOLDING_SEATS, HOLDING_HELP, holds.orders)
         yield GaugeMetricFamily(metrics.SEATS_HELD, SEATS_HELP, holds.seats)
         yield GaugeMetricFamily(metrics.ORDERS_OVERDUE, OVERDUE_HELP, holds.overdue)
+        yield GaugeMetricFamily(
+            metrics.ORDERS_CHARGED_UNCONFIRMED, CHARGED_UNCONFIRMED_HELP, holds.charged_unconfirmed
+        )
 
 
 def serve_product_metrics() -> None:
@@ -114,6 +123,8 @@ def serve_product_metrics() -> None:
         metrics.ORDERS_FINISHED.labels(state=state.value)
     for outcome in (PaymentOutcome.SUCCEEDED, PaymentOutcome.FAILED, PaymentOutcome.TIMED_OUT):
         metrics.PAYMENT_ATTEMPTS.labels(outcome=outcome.value)
+    for event in ("charged", "refunded"):
+        metrics.GATEWAY_CHARGES.labels(event=event)
     REGISTRY.register(LiveHoldsCollector())
     try:
         start_http_server(settings.WORKER_METRICS_PORT, addr=settings.METRICS_HOST)

@@ -13,9 +13,13 @@
    ``max_seat_changes`` times. The deadline passing, or a cancel signal, releases every seat.
 3. Payment (an Update that answers at once): the holds are extended over the whole payment
    window, then the gateway is tried with Temporal's retry policy (``PAYMENT_RETRY``).
-4. Confirmation writes the sold seats under PostgreSQL's (flight, seat) unique constraint.
-   Each step that takes something registers its compensation *before* it runs (the saga): the
-   payment is refunded, the seats released, whatever fails afterwards.
+   Every attempt asks the gateway with the order's idempotency key, so a retry after an approval
+   whose answer was lost gets that approval back: one charge per order, however often Temporal
+   runs the activity (``payments.ledger``).
+4. Confirmation writes the sold seats under PostgreSQL's (flight, seat) unique constraint, with
+   the order's live charge locked. Each step that takes something registers its compensation
+   *before* it runs (the saga): the payment is refunded (or its key voided, so that an attempt
+   running late charges nothing), the seats released, whatever fails afterwards.
 
 Updates and the main loop take turns on one lock. Handlers run while a caller waits, so their
 store writes give up after a few tries and undo what they may have done (the caller is told
@@ -69,7 +73,11 @@ from orders.booking import (
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=[ErrorType.UNKNOWN_SEATS, ErrorType.SEAT_ALREADY_BOOKED],
+    non_retryable_error_types=[
+        ErrorType.UNKNOWN_SEATS,
+        ErrorType.SEAT_ALREADY_BOOKED,
+        ErrorType.PAYMENT_NOT_CHARGED,
+    ],
 )
 # An update handler holds the lock while its caller waits: its writes give up after a few tries,
 # so that expiry and cancellation never wait behind an outage (samples-python
@@ -369,6 +377,8 @@ class BookingWorkflow:
             cause = error.cause
             if isinstance(cause, ApplicationError) and cause.type == ErrorType.SEAT_ALREADY_BOOKED:
                 raise BookingFailed(Messages.seat_sold_meanwhile(list(cause.details[0]))) from error
+            if isinstance(cause, ApplicationError) and cause.type == ErrorType.PAYMENT_NOT_CHARGED:
+                raise BookingFailed(Messages.PAYMENT_NOT_CHARGED) from error
             raise
 
     # --- The one way the order changes --------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from flights import holds
 from flights.inventory import SeatsAlreadySold, UnknownSeats
@@ -22,6 +23,8 @@ from orders.booking import OrderRecord, State
 from orders.bookkeeping import confirm_booking, hold_seats, record_order
 from orders.commands import new_order
 from orders.models import Order
+from payments.ledger import charge_key
+from payments.models import Charge, ChargeStatus
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -148,6 +151,14 @@ def test_a_sale_of_a_seat_another_order_bought_meanwhile_names_it_and_writes_not
     hold_seats(record=record(order, 1, State.SEATS_RESERVED, 1, ["1A", "1B"]), ttl_ms=MINUTE_MS, release=[])
     other = new_order(flight=order.flight, seats=["1B"])
     BookedSeat.objects.create(flight=order.flight, seat=order.flight.seats.get(code="1B"), order=other)
+    Charge.objects.create(
+        id="ch_" + "1" * 24,
+        idempotency_key=charge_key(order.id),
+        order=order,
+        attempt=1,
+        status=ChargeStatus.CHARGED,
+        charged_at=timezone.now(),
+    )
 
     with pytest.raises(SeatsAlreadySold) as refused:
         confirm_booking(record=record(order, 2, State.CONFIRMED, 2, ["1A", "1B"]))

@@ -28,3 +28,8 @@ def test_the_short_fault_run_finds_no_violation() -> None:
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "invariant violations: 0" in run.stdout
     assert "orders by outcome:" in run.stdout
+    # The money, from the gateway's ledger: its three invariants held.
+    assert "at most one live charge per order: ok" in run.stdout
+    assert (
+        "has exactly one" in run.stdout and "an order that ended without its seats has none: ok" in run.stdout
+    )

@@ -84,7 +84,8 @@ class FakeStores:
     calls: list[str] = field(default_factory=list)  # activity names, in order
     hold_requests: list[HoldSeatsInput] = field(default_factory=list)
     payment_attempts: list[tuple[int, float]] = field(default_factory=list)  # (attempt, scheduled at)
-    payment: str = "approve"  # approve | decline | hang | block | charge-then-hang-then-decline
+    # approve | decline | hang | block | charge-then-hang-then-decline | approve-then-refunded-elsewhere
+    payment: str = "approve"
     charged: set[str] = field(default_factory=set)  # orders with an approved, unrefunded charge
     sell_during_payment: set[str] = field(default_factory=set)  # sold by another order meanwhile
     lose_holds_before_payment: bool = False
@@ -159,6 +160,8 @@ class FakeStores:
         @activity.defn(name=Activities.CONFIRM_BOOKING)
         async def confirm_booking(record: OrderRecord) -> None:
             await stores._enter(Activities.CONFIRM_BOOKING)
+            if record.order_id not in stores.charged:  # the ledger has no live charge for it
+                raise ApplicationError("no charge", type=ErrorType.PAYMENT_NOT_CHARGED, non_retryable=True)
             if refused := [s for s in record.seats if s in stores.sold]:
                 raise ApplicationError(
                     "sold", refused, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
@@ -193,7 +196,8 @@ class FakeStores:
             if stores.payment == "block":
                 await stores.unblock.wait()
             stores.sold.update(stores.sell_during_payment)
-            stores.charged.add(request.order_id)
+            if stores.payment != "approve-then-refunded-elsewhere":  # refunded behind the booking
+                stores.charged.add(request.order_id)
             return PaymentResult(attempt=info.attempt)
 
         return [hold_seats, release_seats, record_order, confirm_booking, refund_payment, validate_payment]
@@ -407,6 +411,23 @@ async def test_a_sale_refused_by_the_constraint_refunds_then_releases(world):
     assert result.last_error == Messages.seat_sold_meanwhile(["2B"])
     compensations = [c for c in stores.calls if c in (Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS)]
     assert compensations == [Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS], "the saga runs in reverse"
+    assert stores.holds == {}
+
+
+async def test_an_order_whose_charge_is_not_live_at_confirmation_fails_and_is_released(world):
+    # The ledger has no live charge when the seats are to be sold (refunded by hand at the
+    # gateway, say): never confirmed without its money.
+    _, stores, _ = world
+    stores.payment = "approve-then-refunded-elsewhere"
+    booking = await book(world, ["2C"])
+
+    await booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    result = await booking.handle.result()
+
+    assert (result.state, result.last_error) == (State.FAILED, Messages.PAYMENT_NOT_CHARGED)
+    assert "2C" not in stores.sold
+    compensations = [c for c in stores.calls if c in (Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS)]
+    assert compensations == [Activities.REFUND_PAYMENT, Activities.RELEASE_SEATS]
     assert stores.holds == {}
 
 
