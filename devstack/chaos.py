@@ -517,6 +517,7 @@ class Money:
     confirmed_without_one: list[str] = field(default_factory=list)  # CONFIRMED, not exactly one
     ended_with_money: list[str] = field(default_factory=list)  # ended without seats, still charged
     approvals_shown: int = 0  # attempts the pages showed as approved (SUCCEEDED or REFUNDED)
+    replayed: int = 0  # retries the gateway answered with an earlier attempt's approval
 
     def lines(self) -> list[str]:
         def verdict(found: list[str]) -> str:
@@ -524,7 +525,8 @@ class Money:
 
         return [
             f"\nmoney: {self.charges} charges ({self.live} live, {self.refunded} refunded), "
-            f"{self.voided} keys voided before any charge, {self.approvals_shown} attempts shown approved",
+            f"{self.voided} keys voided before any charge, {self.approvals_shown} attempts shown approved, "
+            f"{self.replayed} retries answered with an earlier approval (charged once)",
             f"  at most one live charge per order: {verdict(self.several_live)}",
             f"  every CONFIRMED order has exactly one ({self.confirmed} orders): "
             + verdict(self.confirmed_without_one),
@@ -562,9 +564,10 @@ def check_money(stack: ChaosStack, findings: Findings) -> Money:
                 "WHERE c.status = 'CHARGED' AND o.state IN ('FAILED', 'EXPIRED', 'CANCELLED')"
             )
         ]
-        money.approvals_shown = db.execute(
-            "SELECT count(*) FROM payments_paymentattempt WHERE outcome IN ('SUCCEEDED', 'REFUNDED')"
-        ).fetchone()[0]  # type: ignore[index]
+        money.approvals_shown, money.replayed = db.execute(
+            "SELECT count(*) FILTER (WHERE outcome IN ('SUCCEEDED', 'REFUNDED')), "
+            "count(*) FILTER (WHERE outcome = 'ALREADY_APPROVED') FROM payments_paymentattempt"
+        ).fetchone()  # type: ignore[misc]
     for order_id in money.several_live:
         findings.fail(f"end: order {order_id} has more than one live charge")
     for order_id in money.confirmed_without_one:

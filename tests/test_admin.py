@@ -10,6 +10,7 @@ from django.test import Client
 
 from flights import holds
 from orders.models import Order
+from payments.models import Charge
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,6 +70,22 @@ def test_the_detail_shows_attempts_history_workflow_link_and_live_state(operator
     assert f"/namespaces/default/workflows/booking-{order_id}" in page
     assert "Live workflow state" in page
     assert "agrees with the row" in page
+
+
+def test_the_detail_shows_the_charges_at_the_gateway_with_their_times(operator, stack):
+    order_id = booked_order(stack, ["6B"], code="00000")
+    charge = Charge.objects.get(order_id=order_id)
+
+    page = operator.get(f"/admin/orders/order/{order_id}/change/").content.decode()
+    ledger = re.sub(r"\s+", " ", page[page.index("Charges at the gateway") :])
+
+    assert charge.id in ledger
+    assert '<td class="field-status"> <p>Charged</p> </td>' in ledger
+    assert re.search(
+        r'<td class="field-charged_at"> <p>\w{3}\. \d+, \d{4}, \d{2}:\d{2}:\d{2} UTC</p>', ledger
+    )
+    listed = operator.get("/admin/payments/charge/").content.decode()
+    assert charge.id in listed and order_id.upper() in listed
 
 
 def test_operators_cannot_edit_or_add_orders_by_hand(operator, stack):

@@ -15,7 +15,8 @@ from flights import holds
 from orders.booking import State
 from orders.commands import new_order_id
 from orders.models import Order, ReconcileRun
-from payments.models import PaymentAttempt, PaymentOutcome
+from payments.ledger import charge_key
+from payments.models import Charge, ChargeStatus, PaymentAttempt, PaymentOutcome
 
 URL = "/admin/overview/"
 
@@ -136,3 +137,35 @@ def test_an_order_nothing_moves_on_shows_as_overdue(operator, demo_flights):
     assert stuck.display_id in oldest and "Payment processing" in oldest
     assert never_held.display_id not in oldest, "the oldest is shown"
     assert f"/workflows/booking-{stuck.id}" in html
+
+
+def _charge(order: Order, status: ChargeStatus, *, age: timedelta = timedelta(0)) -> None:
+    at = timezone.now() - age
+    Charge.objects.create(
+        id=f"ch_{order.id[-20:]:0>24}",
+        idempotency_key=charge_key(order.id),
+        order=order,
+        attempt=1,
+        status=status,
+        charged_at=at,
+        refunded_at=at if status == ChargeStatus.REFUNDED else None,
+    )
+
+
+def test_the_money_at_the_gateway_and_what_is_charged_without_a_booking(operator, demo_flights):
+    _charge(_order(State.CONFIRMED), ChargeStatus.CHARGED)
+    _charge(_order(State.CONFIRMED), ChargeStatus.CHARGED, age=timedelta(hours=2))  # before the hour
+    _charge(_order(State.FAILED), ChargeStatus.REFUNDED)
+    _charge(_order(State.PAYMENT_PROCESSING), ChargeStatus.CHARGED)  # just charged: confirming
+    left = _order(State.FAILED, age=timedelta(minutes=30))  # ended, and still charged
+    _charge(left, ChargeStatus.CHARGED, age=timedelta(minutes=1))
+    stuck = _order(State.PAYMENT_PROCESSING, age=timedelta(hours=1))  # charged long ago, unconfirmed
+    _charge(stuck, ChargeStatus.CHARGED, age=timedelta(minutes=10))
+
+    html = operator.get(URL).content.decode()
+
+    assert _cell(html, "charged") == "5"
+    assert _cell(html, "refunded") == "1"
+    unconfirmed = _cell(html, "charged-unconfirmed")
+    assert unconfirmed.startswith("2 · oldest")
+    assert stuck.display_id in unconfirmed

@@ -124,6 +124,9 @@ def test_paying_works_as_a_plain_post_too(client, stack):
     wait_for(lambda: Order.objects.get(id=order_id).state == "CONFIRMED", what="the booking to confirm")
     page = client.get(f"/orders/{order_id}/").content.decode()
     assert f"Booking confirmed! Order #{order_id.upper()}. Seats 10A on Flight FL101" in page
+    charged = re.search(r'<li class="charge charge--charged">(.*?)</li>', page)
+    assert charged, "the payment panel says what was charged"
+    assert re.fullmatch(r"Charged at \d\d:\d\d:\d\d UTC \(payment attempt 1\)", charged.group(1))
 
 
 def test_the_poll_stops_with_286_once_the_order_is_final(client, stack):

@@ -112,6 +112,8 @@ def test_a_seat_sold_behind_the_hold_during_the_payment_fails_the_order_and_refu
     assert list(PaymentAttempt.objects.filter(order_id=order_id).values_list("outcome", flat=True)) == [
         PaymentOutcome.REFUNDED
     ]
+    assert [(c["attempt"], c["status"]) for c in final["charges"]] == [(1, "REFUNDED")]
+    assert final["charges"][0]["refundedAt"] >= final["charges"][0]["chargedAt"]
     assert not BookedSeat.objects.filter(order_id=order_id).exists(), "all or none: 4A is not sold"
     assert holds.holders(flight_id="fl-101", seats=["4A", "4B"]) == {}
 
