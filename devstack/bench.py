@@ -432,10 +432,20 @@ def ratio(app: float, floor: float) -> str:
 # --- Memory and CPU of the stack ----------------------------------------------------------
 
 
+# The checkout whose `make run` is measured: its processes work in it (PostgreSQL in its data
+# folder, .data/postgres), a test stack or another checkout's elsewhere.
+STACK_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _processes() -> Iterator[tuple[int, str]]:
+    """The processes of this checkout's stack, with their command lines: by their working
+    directory, so that a test stack running beside it (`make test`, another checkout's) is not
+    billed to its bookings."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
+                if not (entry / "cwd").resolve().is_relative_to(STACK_ROOT):
+                    continue
                 yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
