@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker system-packages clean
+.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker system-packages clean record-histories
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -58,6 +58,9 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's impor
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+record-histories: $(STAMP) ## Record today's workflow histories for the replay tests (never the pre_* ones; docs/TESTING.md)
+	$(BIN)/python -m tests.histories.record $(ARGS)
 
 screenshots: ## Refresh the README's screenshots (docs/screenshots) from the browser tests
 	UPDATE_SCREENSHOTS=1 $(MAKE) test ARGS="-m browser"

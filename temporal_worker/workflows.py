@@ -98,6 +98,9 @@ REFUND_BEFORE_PAYMENT = "refund-registered-before-payment"
 # Bookkeeping as local activities, and no timer while the first hold is under way: half the
 # round trips through Temporal per booking (docs/PERFORMANCE.md).
 FEWER_ROUND_TRIPS = "bookkeeping-as-local-activities"
+# Every patch id, oldest first. The last is the newest: a history recorded since it must be in
+# tests/histories/, so that replay covers the path bookings take today (tests/test_replay.py).
+PATCHES = (REFUND_BEFORE_PAYMENT, FEWER_ROUND_TRIPS)
 
 
 async def call_store(

@@ -1,13 +1,15 @@
 """Recorded histories of real bookings replay on today's BookingWorkflow without nondeterminism.
 
 A change to the workflow that would break a booking already running fails here. One history per
-path (recorded on a dev server with update-with-start by ``python -m tests.histories.record``),
-and the ``pre_*`` histories, recorded before a ``workflow.patched`` change and never recorded
-again: they prove the patched change still replays the bookings that were running before it.
+path of today's workflow (recorded on a dev server with update-with-start by ``make
+record-histories``), and the ``pre_<patch>_*`` histories, recorded before a ``workflow.patched``
+change and never recorded again: they prove the patched change still replays the bookings that
+were running before it. A new patch that nobody recorded a history for fails here too.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from orders.booking import Activities
-from temporal_worker.workflows import REFUND_BEFORE_PAYMENT, BookingWorkflow
+from temporal_worker import workflows
+from temporal_worker.workflows import FEWER_ROUND_TRIPS, PATCHES, REFUND_BEFORE_PAYMENT, BookingWorkflow
 from tests.test_workflow import SANDBOX
 
 FOLDER = Path(__file__).parent / "histories"
@@ -30,7 +33,10 @@ PATHS = {
     "expired",
     "failed_99999",
     "failed_88888_timeouts",
+    "seat_sold_meanwhile",
 }
+# The histories kept from before each patch (never recorded again), by the patch they predate.
+BEFORE = {REFUND_BEFORE_PAYMENT: "pre_refund_patch_", FEWER_ROUND_TRIPS: "pre_local_activities_"}
 
 
 def load(name: str) -> WorkflowHistory:
@@ -45,18 +51,55 @@ def activities_scheduled(history: WorkflowHistory) -> list[str]:
     ]
 
 
-def patches_marked(history: WorkflowHistory) -> list[str]:
+def markers(history: WorkflowHistory, name: str) -> list[dict[str, object]]:
     return [
-        json.loads(event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        event.marker_recorded_event_attributes.details
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == name
     ]
 
 
-def test_every_path_has_a_history_and_one_predates_the_patch():
+def patches_marked(history: WorkflowHistory) -> list[str]:
+    return [
+        json.loads(details["patch-data"].payloads[0].data)["id"] for details in markers(history, "core_patch")
+    ]
+
+
+def local_activities(history: WorkflowHistory) -> int:
+    return len(markers(history, "core_local_activity"))
+
+
+def test_every_path_has_a_history_and_every_patch_its_histories_from_before_it():
     names = {path.stem for path in HISTORIES}
     assert names >= PATHS
-    assert "pre_refund_patch_failed_99999" in names
+    for patch in PATCHES:
+        assert any(name.startswith(BEFORE[patch]) for name in names), f"no history from before {patch}"
+
+
+def test_every_patch_the_workflow_checks_is_listed_oldest_first():
+    # workflow.patched(ID) anywhere in the workflow names a constant that PATCHES lists, so that
+    # the test below knows which patch is the newest.
+    tree = ast.parse(Path(workflows.__file__).read_text())
+    checked = {
+        getattr(workflows, call.args[0].id)
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr in ("patched", "deprecate_patch")
+        and isinstance(call.args[0], ast.Name)
+    }
+    assert checked == set(PATCHES)
+    assert len(set(PATCHES)) == len(PATCHES)
+
+
+def test_todays_histories_took_the_newest_patch():
+    # A change of the workflow's shape goes behind a new patch; until a history of the new path is
+    # recorded, replay does not cover what running bookings do today, and this fails.
+    newest = PATCHES[-1]
+    assert any(newest in patches_marked(load(name)) for name in PATHS), (
+        f"no history of today's paths carries the newest patch {newest!r}: run make record-histories"
+    )
 
 
 def test_every_path_started_with_update_with_start():
@@ -83,10 +126,24 @@ def test_the_refund_patch_has_a_branch_for_bookings_from_before_it():
     assert patches_marked(before) == []
     assert Activities.REFUND_PAYMENT not in activities_scheduled(before)
     # Recorded since: the marker, then the refund registered before the charge runs first.
-    since = load("failed_99999")
+    since = load("pre_local_activities_failed_99999")
     assert REFUND_BEFORE_PAYMENT in patches_marked(since)
     assert activities_scheduled(since)[-3:] == [
         Activities.REFUND_PAYMENT,
         Activities.RELEASE_SEATS,
         Activities.RECORD_ORDER,
     ]
+
+
+def test_the_local_activities_patch_has_a_branch_for_bookings_from_before_it():
+    # Recorded before it: every bookkeeping step a regular activity, no local-activity marker.
+    before = load("pre_local_activities_confirmed_00000")
+    assert FEWER_ROUND_TRIPS not in patches_marked(before)
+    assert local_activities(before) == 0
+    assert Activities.HOLD_SEATS in activities_scheduled(before)
+    # Today: the marker, the bookkeeping as local activities, and the payment the one regular
+    # activity (its timeout, attempts and backoff stay visible in the Temporal UI).
+    today = load("confirmed_00000")
+    assert patches_marked(today) == [FEWER_ROUND_TRIPS]
+    assert activities_scheduled(today) == [Activities.VALIDATE_PAYMENT]
+    assert local_activities(today) == 4, "the hold, PAYMENT_PENDING, the hold over the payment, the sale"

@@ -10,7 +10,9 @@ short holds and timeouts: the whole set records in about half a minute.
 
 Record again only after a deliberate change to BookingWorkflow, and never over the histories
 named ``pre_*``: they stand for bookings that were running before a ``workflow.patched`` change,
-which today's code must still replay (see docs/ARCHITECTURE.md, "Changing the workflow safely").
+which today's code must still replay. Before recording after a new patch, keep the histories of
+the shape it changes under a ``pre_<patch>_`` name (see docs/ARCHITECTURE.md, "Changing the
+workflow safely").
 """
 
 from __future__ import annotations
@@ -93,6 +95,13 @@ async def failed_99999(client: Client, stores: FakeStores) -> WorkflowHandle:
     return handle
 
 
+async def seat_sold_meanwhile(client: Client, stores: FakeStores) -> WorkflowHandle:
+    stores.sell_during_payment = {"12A"}  # another order buys it while this one pays
+    handle = await create(client, ["12A"])
+    await handle.execute_update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    return handle
+
+
 async def failed_88888_timeouts(client: Client, stores: FakeStores) -> WorkflowHandle:
     stores.payment = "hang"
     handle = await create(client, ["12A"], payment_timeout=1)
@@ -108,6 +117,7 @@ PATHS: dict[str, Callable[[Client, FakeStores], Awaitable[WorkflowHandle]]] = {
     "expired": expired,
     "failed_99999": failed_99999,
     "failed_88888_timeouts": failed_88888_timeouts,
+    "seat_sold_meanwhile": seat_sold_meanwhile,
 }
 
 
