@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker system-packages clean record-histories
+.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -59,6 +59,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+.PHONY: record-histories
 record-histories: $(STAMP) ## Record today's workflow histories for the replay tests (never the pre_* ones; docs/TESTING.md)
 	$(BIN)/python -m tests.histories.record $(ARGS)
 
