@@ -72,6 +72,11 @@ RECONCILE_REPAIRS = Counter(
     "hold_lost, hold_without_order, request_settled, create_resent, charge_refunded.",
     ["kind"],
 )
+RECONCILE_FAILURES = Counter(
+    "booking_reconcile_failures",
+    "Candidates whose repair raised during a reconciliation run (logged with the order's id and "
+    "kept with the run, which went on with the next): 0 when healthy.",
+)
 
 # Computed by the worker at each scrape from the database (temporal_worker.metrics), not counted.
 ORDERS_HOLDING_SEATS = "booking_orders_holding_seats"
@@ -89,6 +94,7 @@ EXPORTED_NAMES = frozenset(
         "booking_seat_changes_total",
         "booking_unavailable_responses_total",
         "booking_reconcile_repairs_total",
+        "booking_reconcile_failures_total",
         *(
             f"{histogram}{suffix}"
             for histogram in ("booking_hold_duration_seconds", "booking_status_request_duration_seconds")

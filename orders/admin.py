@@ -179,8 +179,8 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class ReconcileRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every run of the reconciliation (the Temporal Schedule, or manage.py reconcile_orders)."""
 
-    list_display = ("started_at", "finished_at", "repair_counts", "error")
-    readonly_fields = ("started_at", "finished_at", "repair_counts", "detail_lines", "error")
+    list_display = ("started_at", "finished_at", "repair_counts", "failures", "error")
+    readonly_fields = ("started_at", "finished_at", "repair_counts", "failures", "detail_lines", "error")
     exclude = ("repairs", "details")
 
     @admin.display(description="Repairs")

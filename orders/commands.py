@@ -365,17 +365,18 @@ def _settle_in_thread(request_id: int) -> None:
         connections.close_all()
 
 
-def settle(request: OrderRequest) -> None:
+def settle(request: OrderRequest) -> bool:
     """Learn, and keep, the outcome of a request whose answer was "still confirming".
 
     The first hold is sent again with its own ids: if it was lost with its start, it happens now;
     if not, Temporal joins it. A seat change or a payment is not sent again (its body is not
     kept: a payment code is not stored): its outcome is read from the workflow, and when the
     workflow never received it, it is marked LOST (nothing happened; the customer may retry).
+    Returns whether its outcome is known now.
     """
     order = request.order
     if order is None:
-        return
+        return False
     status: BookingStatus | None
     try:
         if request.kind == RequestKind.CREATE:
@@ -387,12 +388,13 @@ def settle(request: OrderRequest) -> None:
     except Refused as refusal:
         requests.finish_settled(request, refusal=refusal)
     except (StillConfirming, ServiceUnavailable):
-        pass  # still not known: the next look tries again
+        return False  # still not known: the next look tries again
     else:
         if status is None:
             requests.finish_settled(request, lost=True)
         else:
             requests.finish_settled(request, status=status)
+    return True
 
 
 def _outcome_or_none(order: Order, update_id: str) -> Callable[[Client], Awaitable[BookingStatus | None]]:

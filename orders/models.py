@@ -220,6 +220,7 @@ class ReconcileRun(models.Model):
     repairs = models.JSONField(default=dict)  # {kind: how many}, the kinds in ``reconciliation.Repair``
     details = models.JSONField(default=list)  # one line per repair: what, and which order or seat
     error = models.TextField(blank=True)  # why the run stopped early, if it did
+    failures = models.PositiveIntegerField(default=0)  # candidates whose repair raised (it went on)
 
     class Meta:
         ordering = ["-started_at"]

@@ -24,18 +24,28 @@ It never touches a healthy booking: a running workflow whose row and holds agree
 as it is. Against races (a booking that moves on while the run looks at it), an order is repaired
 only when it has not changed for ``grace``, and a hold is released only while it still belongs
 to the order that was found ended (compare-and-delete in Redis).
+
+It pages: candidates are read ``BATCH`` at a time (keyset on the primary key, so that a row that
+changes meanwhile never makes another one skipped or seen twice), and ``heartbeat`` is called
+after each batch (the activity's heartbeat: a run that stops moving is noticed within its
+heartbeat timeout). One candidate's failure is logged with its traceback, counted
+(``booking_reconcile_failures_total``) and kept with the run, and the run goes on with the next.
+A repair is counted only when it happened.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
-from django.db.models import Q
+from django.conf import settings
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -64,6 +74,12 @@ logger = logging.getLogger(__name__)
 KEEP_RUNS = timedelta(days=7)
 # A running workflow answers its query within this, or the run leaves its order for the next one.
 QUERY_TIMEOUT = timedelta(seconds=5)
+# Candidates read at once, and between two heartbeats.
+BATCH = 200
+# Lines kept with a run (its counts are always whole): one that repairs thousands keeps a page.
+KEEP_DETAILS = 500
+M = TypeVar("M", bound=Model)
+Heartbeat = Callable[[str], None]
 
 
 class Repair(StrEnum):
@@ -79,17 +95,42 @@ class Repair(StrEnum):
 class Report:
     repairs: Tally[str] = field(default_factory=Tally)
     details: list[str] = field(default_factory=list)
+    failures: int = 0
 
     def add(self, kind: Repair, detail: str, *, order_id: str | None = None) -> None:
         self.repairs[kind.value] += 1
-        self.details.append(f"{kind.value}: {detail}")
+        self._keep(f"{kind.value}: {detail}")
         metrics.RECONCILE_REPAIRS.labels(kind=kind.value).inc()
         logger.warning("reconciliation: %s: %s", kind.value, detail, extra={"order_id": order_id or "-"})
 
     def note(self, detail: str) -> None:
         """Something seen and left alone (not counted as a repair)."""
-        self.details.append(f"seen: {detail}")
+        self._keep(f"seen: {detail}")
         logger.info("reconciliation: seen: %s", detail)
+
+    def failed(self, what: str, error: Exception, *, order_id: str | None = None) -> None:
+        """A candidate whose repair raised: logged with its traceback, counted, kept with the run."""
+        self.failures += 1
+        self.details.append(f"failed: {what}: {type(error).__name__}: {error}")  # kept, however many
+        metrics.RECONCILE_FAILURES.inc()
+        logger.error("reconciliation: failed: %s", what, exc_info=error, extra={"order_id": order_id or "-"})
+
+    def _keep(self, line: str) -> None:
+        if len(self.details) < KEEP_DETAILS:
+            self.details.append(line)
+        elif len(self.details) == KEEP_DETAILS:
+            self.details.append("… and more: the counts are whole, and the worker's log has every line")
+
+
+@contextmanager
+def one_candidate(report: Report, what: str, order_id: str | None = None) -> Iterator[None]:
+    """Around one candidate's repair: its failure is kept with the run (``Report.failed``), and
+    the run goes on with the next candidate instead of stopping (a KeyboardInterrupt or a
+    SystemExit still stops it)."""
+    try:
+        yield
+    except Exception as error:
+        report.failed(what, error, order_id=order_id)
 
 
 @dataclass(frozen=True)
@@ -100,40 +141,82 @@ class WorkflowView:
     status: BookingStatus | None = None  # its get_status (running) or its result (completed)
 
 
-def reconcile(*, grace: timedelta = timedelta(minutes=5)) -> ReconcileRun:
+def reconcile(
+    *, grace: timedelta | None = None, heartbeat: Heartbeat = lambda progress: None
+) -> ReconcileRun:
     """Run the reconciliation once, keep its run, and return it. Idempotent: a second run right
-    after the first finds nothing to do. Drift younger than ``grace`` is left to a later run."""
+    after the first finds nothing to do. Drift younger than ``grace`` (``RECONCILE_GRACE`` unless
+    given) is left to a later run; ``heartbeat`` is called after each batch of candidates."""
     run = ReconcileRun.objects.create(started_at=timezone.now())
     report = Report()
     try:
-        _reconcile(report, grace=grace)
+        _reconcile(report, grace=settings.RECONCILE_GRACE if grace is None else grace, heartbeat=heartbeat)
     except Exception as error:
         run.error = f"{type(error).__name__}: {error}"
         logger.exception("reconciliation stopped early")
         raise
     finally:
         run.finished_at = timezone.now()
-        run.repairs, run.details = dict(report.repairs), report.details
+        run.repairs, run.details, run.failures = dict(report.repairs), report.details, report.failures
         run.save()
         ReconcileRun.objects.filter(started_at__lt=run.started_at - KEEP_RUNS).delete()
-    logger.info("reconciliation: %d repairs %s", run.repaired, run.repairs or "")
+    logger.info("reconciliation: %d repairs %s, %d failed", run.repaired, run.repairs or "", run.failures)
     return run
 
 
-def _reconcile(report: Report, *, grace: timedelta) -> None:
+def _reconcile(report: Report, *, grace: timedelta, heartbeat: Heartbeat) -> None:
     now = timezone.now()
-    for request in _open_requests(older_than=grace):
-        commands.settle(request)
-        report.add(Repair.REQUEST_SETTLED, f"{request.kind} of {request.order_id}", order_id=request.order_id)
-    for order in _unconfirmed_orders(older_than=grace):
-        with contextlib.suppress(Refused, StillConfirming, ServiceUnavailable):
-            commands.hold_first_seats(order=order)  # what its customer asked for; at most once
-        report.add(Repair.CREATE_RESENT, order.id, order_id=order.id)
     settled = now - grace
-    for order in Order.objects.filter(state__in=[s.value for s in ACTIVE_STATES], updated_at__lt=settled):
-        _reconcile_live_order(order, report, now=now)
-    _release_holds_of_ended_orders(report, settled=settled)
-    _refund_charges_of_ended_orders(report, settled=settled)
+
+    def each(candidates: QuerySet[M], what: str) -> Iterator[M]:
+        return in_batches(candidates, heartbeat=lambda last: heartbeat(f"{what}: through {last}"))
+
+    for request in each(_open_requests(older_than=grace), "requests"):
+        with one_candidate(report, f"settling the {request.kind} of {request.order_id}", request.order_id):
+            if commands.settle(request):
+                detail = f"{request.kind} of {request.order_id}"
+                report.add(Repair.REQUEST_SETTLED, detail, order_id=request.order_id)
+    for order in each(_unconfirmed_orders(older_than=grace), "unconfirmed orders"):
+        with one_candidate(report, f"resending the create of {order.id}", order.id):
+            _resend_create(order, report)
+    live = Order.objects.filter(state__in=[s.value for s in ACTIVE_STATES], updated_at__lt=settled)
+    for order in each(live, "live orders"):
+        with one_candidate(report, f"checking {order.id}", order.id):
+            _reconcile_live_order(order, report, now=now)
+    _release_holds_of_ended_orders(report, settled=settled, heartbeat=heartbeat)
+    charged = Order.objects.filter(charged_unconfirmed()).filter(_ended_before(settled)).distinct()
+    for order in each(charged, "charges of ended orders"):
+        # Their workflow's saga should have refunded them: it refunds before it records the end.
+        with one_candidate(report, f"refunding {order.id}", order.id):
+            if refund_payment(order_id=order.id):
+                report.add(Repair.CHARGE_REFUNDED, f"{order.id} ({order.state})", order_id=order.id)
+
+
+def in_batches(candidates: QuerySet[M], *, heartbeat: Callable[[object], None]) -> Iterator[M]:
+    """Every candidate, ``BATCH`` at a time by primary key (keyset: a row that changes meanwhile
+    never makes another one skipped or seen twice); ``heartbeat(last key)`` after each batch."""
+    last = None
+    while True:
+        page = candidates.order_by("pk")
+        batch = list((page if last is None else page.filter(pk__gt=last))[:BATCH])
+        if not batch:
+            return
+        yield from batch
+        last = batch[-1].pk
+        heartbeat(last)
+
+
+def _resend_create(order: Order, report: Report) -> None:
+    """Send the first hold of an order whose create never answered, with its own ids (Temporal
+    runs it at most once). Counted when it reached Temporal, whatever its outcome."""
+    try:
+        commands.hold_first_seats(order=order)  # what its customer asked for
+    except ServiceUnavailable:
+        report.note(f"{order.id}: its create could not be sent again (Temporal out of reach)")
+        return
+    except (Refused, StillConfirming):
+        pass  # sent: refused, or its outcome is for its request's next look
+    report.add(Repair.CREATE_RESENT, order.id, order_id=order.id)
 
 
 def _reconcile_live_order(order: Order, report: Report, *, now: datetime) -> None:
@@ -185,8 +268,9 @@ def _close(order: Order, ended: BookingStatus | None, report: Report, *, now: da
     refunded = paying and record.state != State.CONFIRMED and refund_payment(order_id=order.id)
     if refunded and record.last_error == Messages.STOPPED:
         record.last_error = Messages.STOPPED_REFUNDED
-    record_order(record=record)
-    report.add(Repair.WORKFLOW_GONE, f"{order.id} {order.state} -> {record.state.value}", order_id=order.id)
+    if record_order(record=record):  # not closed meanwhile by a record of its own
+        detail = f"{order.id} {order.state} -> {record.state.value}"
+        report.add(Repair.WORKFLOW_GONE, detail, order_id=order.id)
     if refunded:
         report.add(Repair.CHARGE_REFUNDED, f"{order.id} (its workflow is gone)", order_id=order.id)
 
@@ -202,7 +286,7 @@ def _retake_lost_holds(order: Order, status: BookingStatus, report: Report, *, n
     lost = [seat for seat in order.seats if seat not in holders and seat in status.seats]
     if not lost:
         return
-    ttl = order.hold_expires_at - now + timedelta(seconds=60)
+    ttl = order.hold_expires_at - now + settings.SEAT_HOLD_TTL_MARGIN
     taken = inventory.hold(
         flight_id=order.flight_id,
         order_id=order.id,
@@ -210,33 +294,40 @@ def _retake_lost_holds(order: Order, status: BookingStatus, report: Report, *, n
         ttl_ms=int(ttl.total_seconds() * 1000),
         release=[],
     )
-    outcome = f"taken by another order: {', '.join(taken)}" if taken else "held again"
-    report.add(Repair.HOLD_LOST, f"{order.id} {', '.join(lost)} ({outcome})", order_id=order.id)
+    if taken:  # another customer has them now: nothing was repaired (its payment will say so)
+        report.note(f"{order.id} lost {', '.join(lost)}, taken by another order meanwhile")
+    else:
+        report.add(Repair.HOLD_LOST, f"{order.id} {', '.join(lost)} (held again)", order_id=order.id)
 
 
-def _release_holds_of_ended_orders(report: Report, *, settled: datetime) -> None:
+def _release_holds_of_ended_orders(report: Report, *, settled: datetime, heartbeat: Heartbeat) -> None:
     """Holds whose order does not exist, or ended more than ``grace`` ago (an order's row exists
     before anything is held for it, and its workflow lets its holds go before it ends)."""
-    found = list(inventory.every_hold())
-    owners = {order_id for _, _, order_id in found}
-    alive = set(
-        Order.objects.filter(id__in=owners).filter(~_ended_before(settled)).values_list("id", flat=True)
-    )
-    for flight_id, seat, order_id in found:
-        if order_id in alive:
-            continue
-        # Compare-and-delete: a hold taken by another order since the scan stays.
-        if inventory.release(flight_id=flight_id, order_id=order_id, seats=[seat]):
-            report.add(Repair.HOLD_WITHOUT_ORDER, f"{flight_id} {seat} of {order_id}", order_id=order_id)
+    for found in _batches(inventory.every_hold(), BATCH):
+        owners = {order_id for _, _, order_id in found}
+        alive = set(
+            Order.objects.filter(id__in=owners).filter(~_ended_before(settled)).values_list("id", flat=True)
+        )
+        for flight_id, seat, order_id in found:
+            if order_id in alive:
+                continue
+            with one_candidate(report, f"releasing {flight_id} {seat} of {order_id}", order_id):
+                # Compare-and-delete: a hold taken by another order since the scan stays.
+                if inventory.release(flight_id=flight_id, order_id=order_id, seats=[seat]):
+                    detail = f"{flight_id} {seat} of {order_id}"
+                    report.add(Repair.HOLD_WITHOUT_ORDER, detail, order_id=order_id)
+        heartbeat(f"holds: {len(found)} more")
 
 
-def _refund_charges_of_ended_orders(report: Report, *, settled: datetime) -> None:
-    """Live charges of orders that ended without their seats more than ``grace`` ago: their
-    workflow's saga should have refunded them (it refunds before it records the end)."""
-    ended = Order.objects.filter(charged_unconfirmed()).filter(_ended_before(settled)).distinct()
-    for order in ended:
-        if refund_payment(order_id=order.id):
-            report.add(Repair.CHARGE_REFUNDED, f"{order.id} ({order.state})", order_id=order.id)
+def _batches(items: Iterable[tuple[str, str, str]], size: int) -> Iterator[list[tuple[str, str, str]]]:
+    batch: list[tuple[str, str, str]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _ended_before(moment: datetime) -> Q:
@@ -281,22 +372,18 @@ def _workflow_of(order: Order) -> WorkflowView:
     return temporal_client.call(operation, timeout=30)
 
 
-def _unconfirmed_orders(*, older_than: timedelta) -> list[Order]:
+def _unconfirmed_orders(*, older_than: timedelta) -> QuerySet[Order]:
     """Orders still CREATED, with no request left to settle (their first hold never answered)."""
-    return list(
-        Order.objects.filter(state=State.CREATED, created_at__lt=timezone.now() - older_than).exclude(
-            requests__state__in=OPEN_REQUEST_STATES
-        )
+    return Order.objects.filter(state=State.CREATED, created_at__lt=timezone.now() - older_than).exclude(
+        requests__state__in=OPEN_REQUEST_STATES
     )
 
 
-def _open_requests(*, older_than: timedelta) -> list[OrderRequest]:
+def _open_requests(*, older_than: timedelta) -> QuerySet[OrderRequest]:
     """Requests answered "still confirming" that nobody has looked at since."""
-    return list(
-        OrderRequest.objects.select_related("order").filter(
-            state__in=OPEN_REQUEST_STATES,
-            lease_until__lt=timezone.now(),
-            created_at__lt=timezone.now() - older_than,
-            order__isnull=False,
-        )
+    return OrderRequest.objects.select_related("order").filter(
+        state__in=OPEN_REQUEST_STATES,
+        lease_until__lt=timezone.now(),
+        created_at__lt=timezone.now() - older_than,
+        order__isnull=False,
     )

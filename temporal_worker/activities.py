@@ -209,9 +209,10 @@ def _wait_for_gateway(seconds: float) -> bool:
 @_with_database
 def reconcile() -> ReconcileResult:
     """One run of the reconciliation (``orders.reconciliation.reconcile``), kept as a
-    ``ReconcileRun``. Idempotent: a second run finds nothing left to repair."""
-    run = reconciliation.reconcile(grace=settings.RECONCILE_GRACE)
-    return ReconcileResult(run_id=run.pk, repairs=dict(run.repairs))
+    ``ReconcileRun``; it heartbeats after every batch of candidates. Idempotent: a second run
+    finds nothing left to repair."""
+    run = reconciliation.reconcile(grace=settings.RECONCILE_GRACE, heartbeat=activity.heartbeat)
+    return ReconcileResult(run_id=run.pk, repairs=dict(run.repairs), failures=run.failures)
 
 
 ALL: list[Callable[..., object]] = [

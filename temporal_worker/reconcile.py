@@ -20,6 +20,9 @@ RECONCILE_WORKFLOW = "ReconcileWorkflow"
 RECONCILE_ACTIVITY = "reconcile"
 # A run that fails is tried once more; after that, the next scheduled run is the retry.
 RECONCILE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)
+# The activity heartbeats after every batch of candidates: one that stops moving for this long
+# is cut off and tried again, long before the run's own timeout.
+RECONCILE_HEARTBEAT = timedelta(minutes=1)
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ReconcileResult:
 
     run_id: int
     repairs: dict[str, int] = field(default_factory=dict)
+    failures: int = 0  # candidates whose repair raised (logged, kept with the run)
 
 
 @workflow.defn(name=RECONCILE_WORKFLOW)
@@ -37,6 +41,7 @@ class ReconcileWorkflow:
         return await workflow.execute_activity(
             RECONCILE_ACTIVITY,
             result_type=ReconcileResult,
-            start_to_close_timeout=timedelta(minutes=2),
+            start_to_close_timeout=timedelta(minutes=4),
+            heartbeat_timeout=RECONCILE_HEARTBEAT,
             retry_policy=RECONCILE_RETRY,
         )

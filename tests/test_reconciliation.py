@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
+from django.db import connection
 from django.utils import timezone
 from temporalio.client import Client, ScheduleOverlapPolicy
 
@@ -15,7 +17,9 @@ from orders import temporal_client
 from orders.booking import Messages, reconcile_schedule_id
 from orders.commands import new_order_id
 from orders.models import Order, ReconcileRun
-from orders.reconciliation import reconcile
+from orders.reconciliation import BATCH, KEEP_DETAILS, reconcile
+from payments.ledger import charge_key
+from payments.models import Charge, ChargeStatus
 from tests.conftest import WorkerProcess
 from tests.helpers import wait_for
 
@@ -128,3 +132,58 @@ def test_the_worker_keeps_one_reconciliation_schedule_and_it_runs_the_reconcilia
         if worker.process is not None:
             worker.stop()
         temporal_client.call(lambda c: c.get_schedule_handle(schedule_id).delete())
+
+
+BROKEN_REFUND = """
+CREATE OR REPLACE FUNCTION test_refuse_refund() RETURNS trigger AS $$
+BEGIN
+  RAISE EXCEPTION 'the ledger refuses this refund';
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER test_refuse_refund BEFORE UPDATE ON payments_charge
+  FOR EACH ROW WHEN (OLD.order_id = '%(order_id)s') EXECUTE FUNCTION test_refuse_refund();
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_pages_through_thousands_of_stale_orders_and_one_failure_does_not_stop_it(
+    demo_flights, clean_redis
+):
+    # 2,000 orders that ended FAILED with their charge still live (sagas that never refunded),
+    # and one among them whose refund the database refuses.
+    now = timezone.now()
+    stale = Order.objects.bulk_create(
+        Order(id=new_order_id(), flight_id=FLIGHT, state="FAILED", seats=["1A"], payment_attempts=1)
+        for _ in range(2000)
+    )
+    Charge.objects.bulk_create(
+        Charge(
+            id=f"ch_{n:024x}",
+            idempotency_key=charge_key(order.id),
+            order=order,
+            attempt=1,
+            status=ChargeStatus.CHARGED,
+            charged_at=now,
+        )
+        for n, order in enumerate(stale)
+    )
+    broken = stale[1234].id
+    with connection.cursor() as cursor:
+        cursor.execute(BROKEN_REFUND % {"order_id": broken})
+    beats: list[str] = []
+    try:
+        run = reconcile(grace=timedelta(0), heartbeat=beats.append)
+        again = reconcile(grace=timedelta(0))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_refuse_refund ON payments_charge")
+
+    assert (run.repairs, run.failures, run.error) == ({"charge_refunded": 1999}, 1, "")
+    failed = [line for line in run.details if line.startswith("failed:")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: refunding {broken}: ")
+    assert "the ledger refuses this refund" in failed[0]
+    assert list(Charge.objects.filter(status=ChargeStatus.CHARGED).values_list("order_id", flat=True)) == [
+        broken
+    ]
+    assert len([beat for beat in beats if beat.startswith("charges of ended orders")]) == 2000 // BATCH
+    assert len(run.details) == KEEP_DETAILS + 2, "a page of repairs, the line that says so, the failure"
+    assert (again.repairs, again.failures) == ({}, 1), "the next run tries the one that failed again"

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from orders.reconciliation import reconcile
@@ -16,13 +17,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--idle-minutes",
             type=float,
-            default=5.0,
-            help="Leave drift younger than this to a later run (default 5).",
+            default=None,
+            help="Leave drift younger than this to a later run (default: RECONCILE_GRACE).",
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        minutes = float(options["idle_minutes"])  # type: ignore[arg-type]
-        run = reconcile(grace=timedelta(minutes=minutes))
+        minutes = options["idle_minutes"]
+        grace = settings.RECONCILE_GRACE if minutes is None else timedelta(minutes=float(minutes))  # type: ignore[arg-type]
+        run = reconcile(grace=grace)
         for line in run.details:
             self.stdout.write(line)
-        self.stdout.write(self.style.SUCCESS(f"{run.repaired} repairs"))
+        summary = f"{run.repaired} repairs, {run.failures} failed"
+        self.stdout.write(self.style.ERROR(summary) if run.failures else self.style.SUCCESS(summary))
