@@ -87,3 +87,40 @@ def test_good_values_start(tmp_path):
     result = run_manage("check", SEAT_RESERVATION_TIMEOUT="900", PAYMENT_VALIDATION_TIMEOUT="10s")
 
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    [
+        ("WEB_CONCURRENCY", "0", "a whole number from 1"),
+        ("GUNICORN_THREADS", "eight", "a whole number from 1"),
+        ("ACCESS_LOG", "maybe", "true or false"),
+        ("SERVER_PORT", "http", "a whole number from 1 to 65535"),
+    ],
+)
+def test_a_bad_gunicorn_variable_stops_it_with_one_line_naming_it(variable, value, accepts):
+    from devstack.ports import free_port
+
+    environment = {k: v for k, v in os.environ.items() if k not in {variable, "SERVER_PORT"}}
+    # Were the value taken, gunicorn would start: on a free port, and stopped by the timeout.
+    environment.update({"SECRET_KEY": "x" * 50, "SERVER_PORT": str(free_port()), "METRICS_PORT": "0"})
+    environment[variable] = value
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "booking_site/gunicorn.py",
+            "booking_site.wsgi",
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"configuration error: {variable}={value!r} is not valid: expected {accepts}"], (
+        result.stderr
+    )
