@@ -304,3 +304,131 @@ def test_settings_read_outside_settings_py_go_through_the_typed_readers():
     assert not bare, "read with a bare int()/float(): use booking_site.env's readers instead\n" + "\n".join(
         bare
     )
+
+
+# --- Error codes: the code, booking_site/openapi.yaml and docs/API.md's error table -----------
+
+WEB_PACKAGES = ("booking_site", "common", "flights", "orders", "payments")  # what answers HTTP
+# Answers no operation of the OpenAPI document declares, each named in its description instead:
+# a method no operation takes, a request Django refuses before routing, a fault of ours.
+OUTSIDE_OPERATIONS = {"METHOD_NOT_ALLOWED", "BAD_REQUEST", "INTERNAL_ERROR"}
+
+
+def answered_codes() -> set[tuple[int, str]]:
+    """The (status, code) pairs the web answers with, collected by this rule:
+
+    - every code of ``common.api.STATUS_OF`` with its status (how a refusal becomes an answer);
+    - in the web's packages (booking_site, common, flights, orders, payments: the worker's
+      internal failure types that never reach HTTP are left out), each call
+      ``ApiError(status, "CODE", …)``, ``error(status, "CODE", …)`` and
+      ``JsonResponse({"error": "CODE", …}, status=status)`` with literal arguments;
+    - in the same packages, each ``Refused("CODE", …)`` / ``InvalidInput("CODE", …)`` with a
+      literal code and each ``ErrorType.NAME`` referenced (a refusal the web passes on), at the
+      status ``common.api.refused`` gives it: ``STATUS_OF``'s, else 400.
+    """
+    from common.api import STATUS_OF
+    from orders.booking import ErrorType
+
+    pairs = {(status, code) for code, status in STATUS_OF.items()}
+    for package in WEB_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "ErrorType":
+                    code = getattr(ErrorType, node.attr)
+                    pairs.add((STATUS_OF.get(code, 400), code))
+                if not isinstance(node, ast.Call) or not node.args:
+                    continue
+                called = ast.unparse(node.func).rsplit(".", 1)[-1]
+                first, second = _literal(node.args[0]), _literal(node.args[1]) if len(node.args) > 1 else None
+                if called in {"ApiError", "error"} and isinstance(first, int) and isinstance(second, str):
+                    pairs.add((first, second))
+                elif (
+                    called in {"Refused", "InvalidInput"}
+                    and isinstance(first, str)
+                    and VARIABLE.fullmatch(first)
+                ):
+                    pairs.add((STATUS_OF.get(first, 400), first))
+                elif called == "JsonResponse" and isinstance(node.args[0], ast.Dict):
+                    body = {
+                        _literal(k): _literal(v)
+                        for k, v in zip(node.args[0].keys, node.args[0].values, strict=True)
+                    }
+                    status = _literal(next((k.value for k in node.keywords if k.arg == "status"), None))
+                    if isinstance(body.get("error"), str) and isinstance(status, int):
+                        pairs.add((status, body["error"]))
+    return pairs
+
+
+def openapi_codes() -> tuple[set[tuple[int, str]], str]:
+    """The (status, code) pairs of every ``error`` enum in the responses of the OpenAPI
+    document's operations (following ``$ref``), and the document's description."""
+    from ruamel.yaml import YAML
+
+    document = YAML(typ="safe").load((ROOT / "booking_site" / "openapi.yaml").read_text())
+
+    def enums(node: object) -> set[str]:
+        if isinstance(node, dict) and "$ref" in node:
+            target = document
+            for part in node["$ref"].split("/")[1:]:
+                target = target[part]
+            return enums(target)
+        if isinstance(node, dict):
+            found = set(node["error"].get("enum", [])) if isinstance(node.get("error"), dict) else set()
+            return found.union(*(enums(value) for key, value in node.items() if key != "error"))
+        if isinstance(node, list):
+            return set().union(*(enums(item) for item in node))
+        return set()
+
+    pairs = set()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for status, response in (
+                (operation.get("responses") or {}).items() if isinstance(operation, dict) else ()
+            ):
+                pairs |= {(int(status), code) for code in enums(response)}
+    return pairs, document["info"]["description"]
+
+
+def api_md_codes() -> set[tuple[int, str]]:
+    """The (status, code) pairs of docs/API.md's error table: the rows whose first column is a
+    status (``| 404 | `FLIGHT_NOT_FOUND` / `ORDER_NOT_FOUND` | … |``)."""
+    pairs = set()
+    for line in (DOCS / "API.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) > 1 and re.fullmatch(r"\d{3}", cells[0]):
+            pairs |= {(int(cells[0]), code) for code in re.findall(r"`([A-Z_]+)`", cells[1])}
+    return pairs
+
+
+def test_api_md_lists_every_error_the_api_answers_and_no_other():
+    answered, documented = answered_codes(), api_md_codes()
+
+    assert not answered - documented and not documented - answered, (
+        "docs/API.md's error table and the code disagree:\n"
+        + "".join(
+            f"  missing from API.md: {status} {code}\n" for status, code in sorted(answered - documented)
+        )
+        + "".join(
+            f"  in API.md, answered nowhere: {status} {code}\n"
+            for status, code in sorted(documented - answered)
+        )
+    )
+
+
+def test_the_openapi_document_declares_every_error_the_api_answers_and_no_other():
+    answered = answered_codes()
+    declared, description = openapi_codes()
+    undeclared = {(status, code) for status, code in answered - declared if code not in OUTSIDE_OPERATIONS}
+    unnamed = {code for code in OUTSIDE_OPERATIONS if not re.search(rf"\b{code}\b", description)}
+
+    assert not undeclared and not declared - answered and not unnamed, (
+        "booking_site/openapi.yaml and the code disagree:\n"
+        + "".join(
+            f"  answered but in no error enum: {status} {code}\n" for status, code in sorted(undeclared)
+        )
+        + "".join(
+            f"  in an error enum, answered nowhere: {status} {code}\n"
+            for status, code in sorted(declared - answered)
+        )
+        + "".join(f"  not named in info.description: {code}\n" for code in sorted(unnamed))
+    )
