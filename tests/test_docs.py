@@ -432,3 +432,90 @@ def test_the_openapi_document_declares_every_error_the_api_answers_and_no_other(
         )
         + "".join(f"  not named in info.description: {code}\n" for code in sorted(unnamed))
     )
+
+
+# --- Commands and paths the docs name ----------------------------------------------------------
+
+DOC_FILES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+CODE_SPAN = re.compile(r"`((?:[^`\n]|\n(?![ \t]*\n))+)`")  # may wrap a line, not a paragraph
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def makefile_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([A-Za-z0-9_.-]+):(?![:=])", text, re.MULTILINE))
+
+
+def code_in(doc: Path) -> list[str]:
+    """The doc's code: its fenced blocks and its `code spans` (prose's "make sure" is not a command)."""
+    text = doc.read_text()
+    blocks = FENCE.findall(text)
+    return blocks + [" ".join(span.split()) for span in CODE_SPAN.findall(FENCE.sub("", text))]
+
+
+def test_every_make_target_a_doc_names_exists():
+    targets = makefile_targets()
+    unknown = sorted(
+        {
+            f"  {doc.relative_to(ROOT)}: make {target}"
+            for doc in DOC_FILES
+            for code in code_in(doc)
+            for target in re.findall(r"(?<![\w-])make ([a-z][\w-]*)", code)
+            if target not in targets
+        }
+    )
+
+    assert not unknown, "the docs name make targets the Makefile does not have:\n" + "\n".join(unknown)
+
+
+def test_no_doc_hands_an_option_to_make_itself():
+    """``make bench --status-seconds 5`` is make's own option (refused); the target's need ARGS=."""
+    wrong = sorted(
+        {
+            f"  {doc.relative_to(ROOT)}: {command}"
+            for doc in DOC_FILES
+            for code in code_in(doc)
+            for command in re.findall(r"(?<![\w-])make [a-z][\w-]* -[^`\n]*", code)
+        }
+    )
+
+    assert not wrong, "options for a make target go in ARGS=\"...\":\n" + "\n".join(wrong)
+
+
+def named_paths(doc: Path) -> list[str]:
+    """The repository paths a doc names: Markdown links to a file (not a URL, not an anchor),
+    resolved from the doc's folder; and `code spans` whose first part is an entry of the
+    repository's top folder (`booking_site/env.py`, `Makefile`, `tests/histories/`), resolved from
+    the root, without a ``:line``, ``::test`` or ``#anchor`` tail. A span with a space or a
+    wildcard is a command or a pattern, not a path."""
+    text = doc.read_text()
+    top = {entry.name for entry in ROOT.iterdir() if not entry.name.startswith(".")} - {
+        "staticfiles",
+        "mutants",
+    }
+    found = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:|#", target):
+            continue
+        path = (doc.parent / target.split("#", 1)[0]).resolve()
+        found.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
+    for span in CODE_SPAN.findall(FENCE.sub("", text)):
+        span = re.split(r"::|#|:(?=\d)", span, maxsplit=1)[0]
+        if re.search(r"[\s*?<>{}$]", span) or span.split("/", 1)[0] not in top:
+            continue
+        found.append(span)
+    return found
+
+
+def test_every_repository_path_a_doc_names_exists():
+    missing = sorted(
+        {
+            f"  {doc.relative_to(ROOT)}: {path}"
+            for doc in DOC_FILES
+            for path in named_paths(doc)
+            if not (ROOT / path).exists()
+        }
+    )
+
+    assert not missing, "the docs name files that are not in the repository:\n" + "\n".join(missing)
