@@ -480,7 +480,7 @@ def test_no_doc_hands_an_option_to_make_itself():
         }
     )
 
-    assert not wrong, "options for a make target go in ARGS=\"...\":\n" + "\n".join(wrong)
+    assert not wrong, 'options for a make target go in ARGS="...":\n' + "\n".join(wrong)
 
 
 def named_paths(doc: Path) -> list[str]:
