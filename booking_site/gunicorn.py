@@ -1,5 +1,11 @@
 """gunicorn configuration: sized from the CPU count, settings validated before forking, metrics
-served by the master on their own port."""
+served by the master on their own port.
+
+Start the web with ``python -m booking_site.gunicorn [gunicorn options]`` (the image and `make
+run` do): it checks these settings, then becomes ``gunicorn -c booking_site/gunicorn.py
+booking_site.wsgi``. gunicorn itself reads ``WEB_CONCURRENCY`` with a bare ``int()`` as it
+starts, before it loads this file: started directly, a value that is not a number gets its
+traceback instead of our one line."""
 
 import gc
 import multiprocessing
@@ -143,3 +149,10 @@ def on_exit(server: object) -> None:
     """Remove the metrics folder this run made (one given by PROMETHEUS_MULTIPROC_DIR stays)."""
     for folder in _own_metrics_dir:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # The settings above are read (a bad one has exited with its line): become gunicorn, same pid.
+    executable = Path(sys.executable).parent / "gunicorn"
+    config = str(Path(__file__).resolve())
+    os.execv(executable, [str(executable), "-c", config, *sys.argv[1:], "booking_site.wsgi"])  # noqa: S606

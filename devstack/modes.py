@@ -13,7 +13,7 @@ from pathlib import Path
 from devstack.ports import ensure_free, free_port, port_is_free
 from devstack.postgres_server import start_postgres
 from devstack.redis_server import start_redis
-from devstack.supervisor import BIN, PYTHON, ROOT, Supervisor, log
+from devstack.supervisor import PYTHON, ROOT, Supervisor, log
 from devstack.temporal_server import start_temporal
 
 # How long each process of `make run` may take to stop before it is killed (docs/OPERATIONS.md).
@@ -146,10 +146,8 @@ def run(supervisor: Supervisor) -> int:
     supervisor.start("worker", [PYTHON, "manage.py", "runworker"], env=env, stop_timeout=worker_stop)
     supervisor.start(
         "web",
-        [
-            str(BIN / "gunicorn"),
-            *("-c", "booking_site/gunicorn.py", *gunicorn_control_socket(data), "booking_site.wsgi"),
-        ],
+        # booking_site/gunicorn.py checks its settings, then becomes gunicorn with itself as config.
+        [PYTHON, "-m", "booking_site.gunicorn", *gunicorn_control_socket(data)],
         env=env,
         stop_timeout=WEB_STOP_SECONDS,
     )
