@@ -486,14 +486,13 @@ def test_no_doc_hands_an_option_to_make_itself():
 def named_paths(doc: Path) -> list[str]:
     """The repository paths a doc names: Markdown links to a file (not a URL, not an anchor),
     resolved from the doc's folder; and `code spans` whose first part is an entry of the
-    repository's top folder (`booking_site/env.py`, `Makefile`, `tests/histories/`), resolved from
-    the root, without a ``:line``, ``::test`` or ``#anchor`` tail. A span with a space or a
-    wildcard is a command or a pattern, not a path."""
+    repository's top folder (`booking_site/env.py`, `Makefile`, `.ci/run`; not one that .gitignore
+    names, such as `.data/`), resolved from the root, without a ``:line``, ``::test`` or
+    ``#anchor`` tail. A span with a space or a wildcard is a command or a pattern, not a path."""
     text = doc.read_text()
-    top = {entry.name for entry in ROOT.iterdir() if not entry.name.startswith(".")} - {
-        "staticfiles",
-        "mutants",
-    }
+    # The repository's own top entries: not what .gitignore names (.data/, .venv/: made by a run).
+    ignored = {line.strip().strip("/") for line in (ROOT / ".gitignore").read_text().splitlines()}
+    top = {entry.name for entry in ROOT.iterdir()} - ignored - {".git"}
     found = []
     for target in LINK.findall(text):
         if re.match(r"[a-z]+:|#", target):
