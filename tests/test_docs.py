@@ -518,3 +518,23 @@ def test_every_repository_path_a_doc_names_exists():
     )
 
     assert not missing, "the docs name files that are not in the repository:\n" + "\n".join(missing)
+
+
+def _anchors(doc: Path) -> set[str]:
+    """The anchors GitHub gives a doc's headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", FENCE.sub("", doc.read_text()), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_anchor_a_doc_links_to_exists():
+    broken = []
+    for doc in DOC_FILES:
+        for target in LINK.findall(doc.read_text()):
+            if re.match(r"[a-z]+:", target) or "#" not in target:
+                continue
+            path, anchor = target.split("#", 1)
+            linked = (doc.parent / path).resolve() if path else doc
+            if linked.suffix == ".md" and linked.exists() and anchor not in _anchors(linked):
+                broken.append(f"  {doc.relative_to(ROOT)}: {target}")
+
+    assert not broken, "links to headings that do not exist:\n" + "\n".join(sorted(set(broken)))
