@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker system-packages clean
+.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker manage temporal system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -72,11 +72,20 @@ chaos: $(STAMP) ## The fault suite: book while killing and freezing each part, t
 bench: $(STAMP) ## Measure the running stack (start it with `make run` first)
 	$(BIN)/python -m devstack.bench $(ARGS)
 
+# Commands beside a running `make run`: they load the addresses it wrote to its data folder.
+STACK_ENV = set -a && . "$${STACK_DATA_DIR:-.data}/stack.env" && set +a &&
+
 superuser: $(STAMP) ## Create the first admin user on the `make run` database
-	set -a && . ./.data/stack.env && set +a && $(BIN)/python manage.py createsuperuser
+	$(STACK_ENV) $(BIN)/python manage.py createsuperuser
 
 worker: $(STAMP) ## Run only a worker against the `make run` services
-	set -a && . ./.data/stack.env && set +a && $(BIN)/python manage.py runworker
+	$(STACK_ENV) $(BIN)/python manage.py runworker
+
+manage: $(STAMP) ## A manage.py command on the `make run` services (make manage ARGS="reconcile_orders")
+	$(STACK_ENV) $(BIN)/python manage.py $(ARGS)
+
+temporal: $(STAMP) ## The Temporal CLI on the `make run` server (make temporal ARGS="schedule list")
+	$(STACK_ENV) TEMPORAL_ADDRESS="$$TEMPORAL_HOST" $(BIN)/temporal $(ARGS)
 
 clean:
 	rm -rf .data staticfiles .pytest_cache .ruff_cache .mypy_cache mutants

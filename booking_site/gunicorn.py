@@ -1,5 +1,11 @@
 """gunicorn configuration: sized from the CPU count, settings validated before forking, metrics
-served by the master on their own port."""
+served by the master on their own port.
+
+Start the web with ``python -m booking_site.gunicorn [gunicorn options]`` (the image and `make
+run` do): it checks these settings, then becomes ``gunicorn -c booking_site/gunicorn.py
+booking_site.wsgi``. gunicorn itself reads ``WEB_CONCURRENCY`` with a bare ``int()`` as it
+starts, before it loads this file: started directly, a value that is not a number gets its
+traceback instead of our one line."""
 
 import gc
 import multiprocessing
@@ -8,21 +14,42 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
-bind = f"{os.environ.get('SERVER_HOST', '0.0.0.0')}:{os.environ.get('SERVER_PORT', '8000')}"  # noqa: S104
+from booking_site import env
+
+
+def _configuration_error(error: Exception) -> NoReturn:
+    print(f"configuration error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+# gunicorn's own settings, through the typed readers of booking_site/settings.py: a bad value
+# stops start-up with one line naming it, not gunicorn's "Failed to read config file" traceback.
+try:
+    _host = env.string("SERVER_HOST", "0.0.0.0")  # noqa: S104 (every interface, as in a container)
+    _port = env.integer("SERVER_PORT", 8000, minimum=1, maximum=65535)
+    _workers = env.integer("WEB_CONCURRENCY", min(multiprocessing.cpu_count(), 8), minimum=1)
+    _threads = env.integer("GUNICORN_THREADS", 8, minimum=1)
+    _access_log = env.boolean("ACCESS_LOG", False)
+    _forwarded_allow_ips = env.string("FORWARDED_ALLOW_IPS", "127.0.0.1")
+except env.SettingsError as error:
+    _configuration_error(error)
+
+bind = f"{_host}:{_port}"
 # Threads, not processes, carry the concurrency: a request mostly waits on PostgreSQL, Redis or
 # Temporal, and a process (~95 MB with Django and the Temporal client's runtime) can keep at most
 # one core busy. One process per core, eight threads each: on 2 cores, 2 processes and the arbiter
 # are ~290 MB and still saturate the CPU before the threads run out (docs/PERFORMANCE.md).
-workers = int(os.environ.get("WEB_CONCURRENCY", min(multiprocessing.cpu_count(), 8)))
+workers = _workers
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 8))
+threads = _threads
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-" if os.environ.get("ACCESS_LOG", "false").lower() in {"1", "true", "yes"} else None
+accesslog = "-" if _access_log else None
 errorlog = "-"
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = _forwarded_allow_ips
 
 
 def on_starting(server: object) -> None:
@@ -31,13 +58,10 @@ def on_starting(server: object) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booking_site.settings")
     import django
 
-    from booking_site.env import SettingsError
-
     try:
         django.setup()
-    except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except env.SettingsError as error:
+        _configuration_error(error)
 
 
 def pre_fork(server: object, worker: object) -> None:
@@ -125,3 +149,10 @@ def on_exit(server: object) -> None:
     """Remove the metrics folder this run made (one given by PROMETHEUS_MULTIPROC_DIR stays)."""
     for folder in _own_metrics_dir:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # The settings above are read (a bad one has exited with its line): become gunicorn, same pid.
+    executable = Path(sys.executable).parent / "gunicorn"
+    config = str(Path(__file__).resolve())
+    os.execv(executable, [str(executable), "-c", config, *sys.argv[1:], "booking_site.wsgi"])  # noqa: S606

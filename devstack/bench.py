@@ -392,7 +392,11 @@ def history_counts(address: str, workflow_id: str) -> dict[str, int]:
 
     async def fetch() -> list[str]:
         client = await Client.connect(address)
-        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        handle = client.get_workflow_handle(workflow_id)
+        # The order shows CONFIRMED while the workflow's last task may still be running: count the
+        # whole history, once the workflow has ended, not the part written so far.
+        await asyncio.wait_for(handle.result(), timeout=30)
+        history = await handle.fetch_history()
         return [
             event.marker_recorded_event_attributes.marker_name
             if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED

@@ -13,7 +13,7 @@ from pathlib import Path
 from devstack.ports import ensure_free, free_port, port_is_free
 from devstack.postgres_server import start_postgres
 from devstack.redis_server import start_redis
-from devstack.supervisor import BIN, PYTHON, ROOT, Supervisor, log
+from devstack.supervisor import PYTHON, ROOT, Supervisor, log
 from devstack.temporal_server import start_temporal
 
 # How long each process of `make run` may take to stop before it is killed (docs/OPERATIONS.md).
@@ -39,22 +39,26 @@ def compile_bytecode() -> None:
 
 def services(supervisor: Supervisor, data: Path, env: dict[str, str], *, mode: str) -> dict[str, str]:
     """Start whatever of PostgreSQL, Redis and Temporal the environment does not already name."""
+    from booking_site.env import integer  # a bad port: SettingsError, one line (see run())
+
     persist = mode == "run"
     urls: dict[str, str] = {}
     if "DATABASE_URL" not in env:
-        port = int(env.get("STACK_POSTGRES_PORT", 55432)) if persist else free_port()
+        port = integer("STACK_POSTGRES_PORT", 55432, minimum=1, maximum=65535) if persist else free_port()
         ensure_free(port, what="PostgreSQL", variable="STACK_POSTGRES_PORT (or DATABASE_URL)")
         urls["DATABASE_URL"] = start_postgres(supervisor, data, port, env)
         log(f"PostgreSQL {urls['DATABASE_URL']}")
     if "REDIS_URL" not in env:
-        port = int(env.get("STACK_REDIS_PORT", 56379)) if persist else free_port()
+        port = integer("STACK_REDIS_PORT", 56379, minimum=1, maximum=65535) if persist else free_port()
         ensure_free(port, what="Redis", variable="STACK_REDIS_PORT (or REDIS_URL)")
         urls["REDIS_URL"] = start_redis(supervisor, data, port, env, persist=persist)
         log(f"Redis {urls['REDIS_URL']}")
     if "TEMPORAL_HOST" not in env:
-        port = int(env.get("STACK_TEMPORAL_PORT", 7233)) if persist else free_port()
+        port = integer("STACK_TEMPORAL_PORT", 7233, minimum=1, maximum=65535) if persist else free_port()
         ensure_free(port, what="Temporal", variable="TEMPORAL_HOST to use the server already there")
-        ui_port = int(env.get("STACK_TEMPORAL_UI_PORT", port + 1000)) if persist else None
+        ui_port = (
+            integer("STACK_TEMPORAL_UI_PORT", port + 1000, minimum=1, maximum=65535) if persist else None
+        )
         if ui_port:
             ensure_free(ui_port, what="the Temporal UI", variable="STACK_TEMPORAL_UI_PORT")
         urls["TEMPORAL_HOST"] = start_temporal(supervisor, data, port, env, ui_port=ui_port, persist=persist)
@@ -126,7 +130,10 @@ def run(supervisor: Supervisor) -> int:
     for name, port in metrics_ports.items():
         if port:
             ensure_free(port, what=f"metrics ({name})", variable=f"{name} (0 turns them off)")
-    env.update(services(supervisor, data, env, mode="run"))
+    try:
+        env.update(services(supervisor, data, env, mode="run"))
+    except SettingsError as error:  # a bad STACK_*_PORT
+        raise SystemExit(f"[stack] {error}") from None
     (data / "stack.env").write_text(
         "".join(
             f"{k}={v}\n"
@@ -139,10 +146,8 @@ def run(supervisor: Supervisor) -> int:
     supervisor.start("worker", [PYTHON, "manage.py", "runworker"], env=env, stop_timeout=worker_stop)
     supervisor.start(
         "web",
-        [
-            str(BIN / "gunicorn"),
-            *("-c", "booking_site/gunicorn.py", *gunicorn_control_socket(data), "booking_site.wsgi"),
-        ],
+        # booking_site/gunicorn.py checks its settings, then becomes gunicorn with itself as config.
+        [PYTHON, "-m", "booking_site.gunicorn", *gunicorn_control_socket(data)],
         env=env,
         stop_timeout=WEB_STOP_SECONDS,
     )

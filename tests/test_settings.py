@@ -87,3 +87,37 @@ def test_good_values_start(tmp_path):
     result = run_manage("check", SEAT_RESERVATION_TIMEOUT="900", PAYMENT_VALIDATION_TIMEOUT="10s")
 
     assert result.returncode == 0, result.stderr
+
+
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+# How the image and `make run` start the web, and how the tests and chaos start it.
+THROUGH_MODULE = (sys.executable, "-m", "booking_site.gunicorn")
+THROUGH_GUNICORN = (GUNICORN, "-c", "booking_site/gunicorn.py", "booking_site.wsgi")
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "accepts"),
+    [
+        (THROUGH_MODULE, "WEB_CONCURRENCY", "lots", "a whole number from 1"),
+        (THROUGH_MODULE, "WEB_CONCURRENCY", "0", "a whole number from 1"),
+        (THROUGH_MODULE, "GUNICORN_THREADS", "eight", "a whole number from 1"),
+        (THROUGH_MODULE, "ACCESS_LOG", "maybe", "true or false"),
+        (THROUGH_MODULE, "SERVER_PORT", "http", "a whole number from 1 to 65535"),
+        (THROUGH_GUNICORN, "WEB_CONCURRENCY", "0", "a whole number from 1"),
+        (THROUGH_GUNICORN, "GUNICORN_THREADS", "eight", "a whole number from 1"),
+    ],
+)
+def test_a_bad_gunicorn_variable_stops_it_with_one_line_naming_it(command, variable, value, accepts):
+    from devstack.ports import free_port
+
+    environment = {k: v for k, v in os.environ.items() if k not in {variable, "SERVER_PORT"}}
+    # Were the value taken, gunicorn would start: on a free port, and stopped by the timeout.
+    environment.update({"SECRET_KEY": "x" * 50, "SERVER_PORT": str(free_port()), "METRICS_PORT": "0"})
+    environment[variable] = value
+    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"configuration error: {variable}={value!r} is not valid: expected {accepts}"], (
+        result.stderr
+    )
