@@ -39,12 +39,16 @@ install: $(STAMP)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download its own browser here);
 # Debian's docker-compose validates docker-compose.yml without a Docker engine; Debian's
-# Prometheus scrapes the test stack in tests/test_prometheus.py (only its binary is used: the
-# test starts it on a free port with its own config; the package's own service is not needed).
+# Prometheus scrapes the test stack in tests/test_prometheus.py and Debian's Caddy is the TLS proxy
+# of the production smoke test, tests/test_production.py (only their binaries are used: the tests
+# start them on free ports with their own config; the packages' own services are not needed).
 system-packages:
 	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose >/dev/null; }
+	@command -v caddy >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy >/dev/null; }
 	@command -v prometheus >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
