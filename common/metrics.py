@@ -55,7 +55,7 @@ STATUS_REQUEST_DURATION = Histogram(
 UNAVAILABLE_RESPONSES = Counter(
     "booking_unavailable_responses",
     "503 answers by cause: temporal_unreachable (nothing was sent to Temporal), update_failed "
-    "(the workflow's stores did not answer), database_unavailable, healthz (a dependency down).",
+    "(the workflow's stores did not answer), database_unavailable, healthz (a dependency of /readyz down).",
     ["cause"],
 )
 UNAVAILABLE_CAUSES = ("temporal_unreachable", "update_failed", "database_unavailable", "healthz")
@@ -63,6 +63,12 @@ RECONCILE_REPAIRS = Counter(
     "booking_reconcile_repairs",
     "Drift the reconciliation repaired (orders/reconciliation.py), by kind: workflow_gone, "
     "hold_lost, hold_without_order, request_settled, create_resent.",
+    ["kind"],
+)
+RETENTION_DELETED = Counter(
+    "booking_retention_deleted",
+    "Rows the retention deleted (orders/retention.py), by kind: session (past its expiry), "
+    "order_request (an idempotency record past IDEMPOTENCY_KEY_RETENTION).",
     ["kind"],
 )
 
@@ -80,6 +86,7 @@ EXPORTED_NAMES = frozenset(
         "booking_seat_changes_total",
         "booking_unavailable_responses_total",
         "booking_reconcile_repairs_total",
+        "booking_retention_deleted_total",
         *(
             f"{histogram}{suffix}"
             for histogram in ("booking_hold_duration_seconds", "booking_status_request_duration_seconds")

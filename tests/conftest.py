@@ -51,6 +51,7 @@ WORKER_ENV = {
     # No reconciliation schedule running under the tests: they run it when they mean to
     # (tests/test_reconciliation.py starts a worker with one).
     "RECONCILE_EVERY": "0",
+    "RETENTION_EVERY": "0",  # nor a retention one (tests/test_retention.py runs it)
 }
 # What the web side (the live server in this process) runs with: the rules each new order
 # carries into its workflow.

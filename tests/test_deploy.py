@@ -164,10 +164,16 @@ def test_every_image_tag_is_pinned_to_a_version():
     assert all(":latest" not in line for line in re.findall(r"^FROM .*", dockerfile, re.MULTILINE))
 
 
-def test_the_seat_holds_redis_never_evicts():
-    redis = compose_config()["services"]["redis"]
+def test_the_seat_holds_redis_never_evicts_and_the_cache_has_a_server_of_its_own():
+    services = compose_config()["services"]
+    env = services["web"]["environment"]
 
-    assert "--maxmemory-policy noeviction" in " ".join(redis["command"])
+    assert "--maxmemory-policy noeviction" in " ".join(services["redis"]["command"])
+    assert env["REDIS_URL"].endswith("@redis:6379/0")
+    cache = " ".join(services["redis-cache"]["command"])
+    assert "--maxmemory-policy allkeys-lru" in cache and "--maxmemory " in cache
+    assert env["CACHE_REDIS_URL"].endswith("@redis-cache:6379/0")
+    assert services["web"]["depends_on"]["redis-cache"]["condition"] == "service_healthy"
 
 
 ONE_SHOTS = {"migrate", "temporal-schema", "temporal-namespace"}

@@ -9,11 +9,12 @@ from django.test import Client
 pytestmark = pytest.mark.django_db
 
 UNREACHABLE_REDIS = {
-    "default": {
+    alias: {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:1/0",
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
     }
+    for alias in ("default", "holds")
 }
 PUBLIC = {"REMOTE_ADDR": "203.0.113.9"}  # a client on the internet (TEST-NET-3)
 
