@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker system-packages clean
+.PHONY: run test mutate fuzz install lint audit format bench chaos screenshots superuser worker system-packages clean
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -58,6 +58,18 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's impor
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/mypy temporal_worker orders/booking.py common
 	$(BIN)/lint-imports
+
+# pip-audit over the locked production dependencies (docs/DEPLOYMENT.md, "Audited dependencies").
+# It needs pypi.org's per-version JSON API (or, with AUDIT_SERVICE=osv, api.osv.dev); --strict
+# fails on a package it could not look up, instead of "no known vulnerabilities" about packages it
+# never checked. Not part of `lint`: neither service answers on the machines `make test` runs on.
+AUDIT_SERVICE ?= pypi
+audit: $(STAMP) ## Audit the locked dependencies for known vulnerabilities (needs pypi.org or osv.dev)
+	@mkdir -p .data
+	$(BIN)/uv export --frozen --no-dev --no-default-groups --no-emit-project --format requirements-txt \
+	  --quiet -o .data/audit-requirements.txt
+	$(BIN)/uv tool run --quiet pip-audit==2.10.1 --strict --disable-pip --progress-spinner off \
+	  --vulnerability-service $(AUDIT_SERVICE) -r .data/audit-requirements.txt
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
