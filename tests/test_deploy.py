@@ -336,7 +336,7 @@ def test_the_image_is_multi_stage_non_root_and_without_dev_dependencies():
     # PYTHONDONTWRITEBYTECODE at run time: the app's bytecode is made at build time.
     assert re.search(r"compileall .*unchecked-hash", dockerfile) and "PYTHONDONTWRITEBYTECODE=1" in runtime
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".git", ".venv", ".data"} <= set(ignored)
+    assert {".git", ".venv", ".data", ".env", "deploy/certs/*.pem"} <= set(ignored), "no secret in the image"
 
 
 def test_check_deploy_is_clean_with_production_settings():
