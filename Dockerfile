@@ -25,7 +25,10 @@ WORKDIR /app
 COPY --from=build --chown=app:app /app /app
 USER app
 EXPOSE 8000
+# Liveness only (/livez: the process answers): an orchestrator that restarts an unhealthy container
+# must not restart every web while Temporal or Redis restarts. Readiness (/readyz) is the proxy's
+# and the orchestrator's traffic gate (docker-compose.yml, docs/OPERATIONS.md "Probes").
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
+  CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=2).status != 200)"
 # gunicorn with booking_site/gunicorn.py, after a check of its settings (a bad one: one line).
 CMD ["python", "-m", "booking_site.gunicorn"]

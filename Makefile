@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker manage temporal system-packages clean
+.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker manage temporal system-packages clean audit
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -39,12 +39,16 @@ install: $(STAMP)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download its own browser here);
 # Debian's docker-compose validates docker-compose.yml without a Docker engine; Debian's
-# Prometheus scrapes the test stack in tests/test_prometheus.py (only its binary is used: the
-# test starts it on a free port with its own config; the package's own service is not needed).
+# Prometheus scrapes the test stack in tests/test_prometheus.py and Debian's Caddy is the TLS proxy
+# of the production smoke test, tests/test_production.py (only their binaries are used: the tests
+# start them on free ports with their own config; the packages' own services are not needed).
 system-packages:
 	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose >/dev/null; }
+	@command -v caddy >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy >/dev/null; }
 	@command -v prometheus >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
@@ -54,6 +58,18 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's impor
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/mypy temporal_worker orders/booking.py common
 	$(BIN)/lint-imports
+
+# pip-audit over the locked production dependencies (docs/DEPLOYMENT.md, "Audited dependencies").
+# It needs pypi.org's per-version JSON API (or, with AUDIT_SERVICE=osv, api.osv.dev); --strict
+# fails on a package it could not look up, instead of "no known vulnerabilities" about packages it
+# never checked. Not part of `lint`: neither service answers on the machines `make test` runs on.
+AUDIT_SERVICE ?= pypi
+audit: $(STAMP) ## Audit the locked dependencies for known vulnerabilities (needs pypi.org or osv.dev)
+	@mkdir -p .data
+	$(BIN)/uv export --frozen --no-dev --no-default-groups --no-emit-project --format requirements-txt \
+	  --quiet -o .data/audit-requirements.txt
+	$(BIN)/uv tool run --quiet pip-audit==2.10.1 --strict --disable-pip --progress-spinner off \
+	  --vulnerability-service $(AUDIT_SERVICE) -r .data/audit-requirements.txt
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
@@ -102,6 +103,16 @@ def url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     if scheme not in schemes:
         raise _fail(name, value, "a URL starting with " + " or ".join(f"{s}://" for s in schemes))
     return value
+
+
+def redis_database(value: str, database: int) -> str:
+    """The same Redis server as ``value``, another database number of it."""
+    if value.startswith("unix://"):  # unix:///path/redis.sock?db=0
+        base, _, query = value.partition("?")
+        fields = dict(urllib.parse.parse_qsl(query)) | {"db": str(database)}
+        return f"{base}?{urllib.parse.urlencode(fields)}"
+    parts = urllib.parse.urlsplit(value)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def host_port(name: str, default: str) -> str:

@@ -61,6 +61,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "booking_site.sessions.CheckedSessionMiddleware",
+    # /livez and /readyz answer whatever Host a container probe sends: before CommonMiddleware,
+    # which validates it (booking_site/health.py). Every other path keeps that validation.
+    "booking_site.health.ProbeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -106,11 +109,23 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"]["connect_timeout"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The seat holds' Redis: its maxmemory-policy must be noeviction (docs/DEPLOYMENT.md, "Redis").
 REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+# The cache (sessions' read-through copies): a database of its own, by default database 1 of the
+# holds' server; in production a server of its own with an LRU policy, so that cache pressure
+# evicts only cache entries, never a hold.
+CACHE_REDIS_URL = env.url(
+    "CACHE_REDIS_URL", env.redis_database(REDIS_URL, 1), schemes=("redis", "rediss", "unix")
+)
+if CACHE_REDIS_URL == REDIS_URL:
+    raise env.SettingsError(
+        f"CACHE_REDIS_URL={CACHE_REDIS_URL!r} is not valid: expected another database or server "
+        "than REDIS_URL's (the cache must never share the seat holds' keys)"
+    )
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": CACHE_REDIS_URL,
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": 2,
@@ -119,7 +134,17 @@ CACHES = {
             # read-through layer) may fall back to the database while Redis is away.
             "IGNORE_EXCEPTIONS": True,
         },
-    }
+    },
+    # Not a cache: the seat holds' connection (flights.holds, which uses its raw client only).
+    "holds": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            "SOCKET_TIMEOUT": 2,
+        },
+    },
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 # Sessions live in PostgreSQL with Redis in front: a Redis restart loses no customer's orders.
@@ -149,6 +174,12 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env.string("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 # an existing one as it is), and how long drift must last before a run repairs it.
 RECONCILE_EVERY = env.duration("RECONCILE_EVERY", "1m")
 RECONCILE_GRACE = env.duration("RECONCILE_GRACE", "2m")
+# --- Retention (orders/retention.py): a second Temporal Schedule on the worker --------------
+# How often it deletes expired sessions and idempotency records (0: no schedule), how long an
+# Idempotency-Key is remembered after its request's outcome, and how many rows one batch deletes.
+RETENTION_EVERY = env.duration("RETENTION_EVERY", "1h")
+IDEMPOTENCY_KEY_RETENTION = env.duration("IDEMPOTENCY_KEY_RETENTION", "24h", minimum=timedelta(hours=1))
+RETENTION_BATCH_SIZE = env.integer("RETENTION_BATCH_SIZE", 2000, minimum=1, maximum=100000)
 # The operators' dashboards and traces, linked from the admin's overview.
 GRAFANA_URL = env.string("GRAFANA_URL", "http://localhost:3000")
 TRACES_URL = env.string("TRACES_URL", "http://localhost:16686")  # Jaeger's UI
@@ -203,7 +234,7 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.integer("HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env.boolean("HSTS_PRELOAD", HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^(livez|readyz|healthz)$"]  # probes speak plain HTTP to the container
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 14

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 
 from booking_site import openapi
-from booking_site.health import healthz
+from booking_site.health import livez, readyz
 from common import inputs
 from common.api import unknown_endpoint
 from flights import api as flights_api
@@ -25,7 +25,10 @@ api_patterns = [
 ]
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    # Served by booking_site.health.ProbeMiddleware before host validation; named here for reverse().
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
+    path("healthz", readyz, name="healthz"),
     path("api/", include((api_patterns, "api"))),
     # Anything else under /api/ (a trailing slash, an id that cannot be one, a typo): JSON 404,
     # also under DEBUG, and never a slash-appending redirect.

@@ -62,7 +62,7 @@ STATUS_REQUEST_DURATION = Histogram(
 UNAVAILABLE_RESPONSES = Counter(
     "booking_unavailable_responses",
     "503 answers by cause: temporal_unreachable (nothing was sent to Temporal), update_failed "
-    "(the workflow's stores did not answer), database_unavailable, healthz (a dependency down).",
+    "(the workflow's stores did not answer), database_unavailable, healthz (a dependency of /readyz down).",
     ["cause"],
 )
 UNAVAILABLE_CAUSES = ("temporal_unreachable", "update_failed", "database_unavailable", "healthz")
@@ -76,6 +76,12 @@ RECONCILE_FAILURES = Counter(
     "booking_reconcile_failures",
     "Candidates whose repair raised during a reconciliation run (logged with the order's id and "
     "kept with the run, which went on with the next): 0 when healthy.",
+)
+RETENTION_DELETED = Counter(
+    "booking_retention_deleted",
+    "Rows the retention deleted (orders/retention.py), by kind: session (past its expiry), "
+    "order_request (an idempotency record past IDEMPOTENCY_KEY_RETENTION).",
+    ["kind"],
 )
 
 # Computed by the worker at each scrape from the database (temporal_worker.metrics), not counted.
@@ -95,6 +101,7 @@ EXPORTED_NAMES = frozenset(
         "booking_unavailable_responses_total",
         "booking_reconcile_repairs_total",
         "booking_reconcile_failures_total",
+        "booking_retention_deleted_total",
         *(
             f"{histogram}{suffix}"
             for histogram in ("booking_hold_duration_seconds", "booking_status_request_duration_seconds")

@@ -157,7 +157,7 @@ def run(supervisor: Supervisor) -> int:
         ("Site", f"http://localhost:{web_port}/"),
         ("Admin", f"http://localhost:{web_port}/admin/   (create a user: make superuser)"),
         ("Temporal UI", ui),
-        ("Health", f"http://localhost:{web_port}/healthz"),
+        ("Health", f"http://localhost:{web_port}/readyz"),
         *metrics_urls(metrics_ports),
     ]
     lines = "".join(f"  {name:<16}{where}\n" for name, where in places)

@@ -19,6 +19,11 @@ def start_redis(supervisor: Supervisor, data: Path, port: int, env: dict[str, st
             str(BIN / "redis-server"),
             *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir), "--daemonize", "no"),
             *persistence,
+            # The seat holds are never evicted: with memory full a write is refused, no key is
+            # dropped. (Redis's default, said here so that no config file can change it.) The
+            # cache lives in database 1 of this server (CACHE_REDIS_URL's default); its entries
+            # all expire on their own.
+            *("--maxmemory-policy", "noeviction"),
         ],
         env=env,
         logfile=data / "redis.log",

@@ -52,7 +52,7 @@ def hold_key(flight_id: str, seat: str) -> str:
 
 
 def connection() -> Redis:
-    return get_redis_connection("default")
+    return get_redis_connection("holds")  # REDIS_URL: never the cache's database
 
 
 def _scripts() -> tuple[Script, Script]:

@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from common import failpoints
 from flights import inventory
-from orders import bookkeeping, reconciliation
+from orders import bookkeeping, reconciliation, retention
 from orders.booking import (
     Activities,
     ErrorType,
@@ -37,6 +37,7 @@ from payments import gateway, ledger
 from payments import services as payment_services
 from payments.models import PaymentOutcome
 from temporal_worker.reconcile import RECONCILE_ACTIVITY, ReconcileResult
+from temporal_worker.retention import PURGE_ACTIVITY, PurgeResult
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -215,6 +216,19 @@ def reconcile() -> ReconcileResult:
     return ReconcileResult(run_id=run.pk, repairs=dict(run.repairs), failures=run.failures)
 
 
+@activity.defn(name=PURGE_ACTIVITY)
+@_with_database
+def purge_expired() -> PurgeResult:
+    """Delete expired sessions and idempotency records (``orders.retention``), heartbeating
+    after each batch. Idempotent: what is deleted is gone, a retry deletes the rest."""
+    purged = retention.purge_expired(
+        keep_requests=settings.IDEMPOTENCY_KEY_RETENTION,
+        batch_size=settings.RETENTION_BATCH_SIZE,
+        on_batch=activity.heartbeat,
+    )
+    return PurgeResult(deleted=purged.deleted, batches=purged.batches)
+
+
 ALL: list[Callable[..., object]] = [
     hold_seats,
     release_seats,
@@ -223,4 +237,5 @@ ALL: list[Callable[..., object]] = [
     refund_payment,
     validate_payment,
     reconcile,
+    purge_expired,
 ]

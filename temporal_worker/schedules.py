@@ -22,6 +22,7 @@ from temporalio.client import (
 
 from orders.booking import reconcile_schedule_id
 from temporal_worker.reconcile import RECONCILE_WORKFLOW
+from temporal_worker.retention import RETENTION_WORKFLOW
 
 logger = logging.getLogger(__name__)
 NOTE = "Reconciles Redis, PostgreSQL and the booking workflows (docs/OPERATIONS.md)"
@@ -59,4 +60,49 @@ async def ensure_reconcile_schedule(client: Client, *, task_queue: str, every: t
 
         await client.get_schedule_handle(schedule_id).update(keep_state)
         logger.info("schedule %s already there: brought up to date", schedule_id)
+    return schedule_id
+
+
+# --- Retention (temporal_worker.retention): a schedule of its own, beside the reconciliation's.
+RETENTION_NOTE = "Deletes expired sessions and idempotency records (docs/OPERATIONS.md, Retention)"
+
+
+def retention_schedule_id(task_queue: str) -> str:
+    return f"retention-{task_queue}"
+
+
+def retention_schedule(*, task_queue: str, every: timedelta) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RETENTION_WORKFLOW,
+            id=retention_schedule_id(task_queue),  # Temporal adds each run's time to it
+            task_queue=task_queue,
+            execution_timeout=timedelta(hours=2),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=RETENTION_NOTE),
+    )
+
+
+async def ensure_schedule(client: Client, *, schedule_id: str, wanted: Schedule) -> None:
+    """Create a schedule, or bring an existing one up to date while keeping its state (a schedule
+    an operator paused stays paused). Idempotent: every worker calls it as it starts."""
+    try:
+        await client.create_schedule(schedule_id, wanted)
+        logger.info("created schedule %s", schedule_id)
+    except ScheduleAlreadyRunningError:
+
+        def keep_state(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            state = current.description.schedule.state
+            return ScheduleUpdate(schedule=dataclasses.replace(wanted, state=state))
+
+        await client.get_schedule_handle(schedule_id).update(keep_state)
+        logger.info("schedule %s already there: brought up to date", schedule_id)
+
+
+async def ensure_retention_schedule(client: Client, *, task_queue: str, every: timedelta) -> str:
+    schedule_id = retention_schedule_id(task_queue)
+    wanted = retention_schedule(task_queue=task_queue, every=every)
+    await ensure_schedule(client, schedule_id=schedule_id, wanted=wanted)
     return schedule_id

@@ -11,6 +11,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from temporal_worker import activities
 from temporal_worker.reconcile import ReconcileWorkflow
+from temporal_worker.retention import RetentionWorkflow
 from temporal_worker.workflows import BookingWorkflow
 
 # Sync activities run on these threads; the payment activity sleeps through the gateway's
@@ -33,7 +34,7 @@ def build_worker(client: Client, *, task_queue: str | None = None) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
-        workflows=[BookingWorkflow, ReconcileWorkflow],
+        workflows=[BookingWorkflow, ReconcileWorkflow, RetentionWorkflow],
         workflow_runner=SANDBOX,
         activities=list(activities.ALL),
         activity_executor=ThreadPoolExecutor(

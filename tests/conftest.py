@@ -51,6 +51,7 @@ WORKER_ENV = {
     # No reconciliation schedule running under the tests: they run it when they mean to
     # (tests/test_reconciliation.py starts a worker with one).
     "RECONCILE_EVERY": "0",
+    "RETENTION_EVERY": "0",  # nor a retention one (tests/test_retention.py runs it)
 }
 # What the web side (the live server in this process) runs with: the rules each new order
 # carries into its workflow.
@@ -210,7 +211,9 @@ class GunicornWeb:
     log: Path
 
 
-def start_gunicorn(env: dict[str, str], data: Path) -> GunicornWeb:
+def start_gunicorn(env: dict[str, str], data: Path, *, ready_path: str = "/api/flights") -> GunicornWeb:
+    """``ready_path``: what must answer 200 (/livez for a production configuration, whose host
+    validation and https redirect refuse a plain request to 127.0.0.1)."""
     web_port, metrics_port = free_port(), free_port()
     log = data / "gunicorn.log"
     process = subprocess.Popen(
@@ -244,7 +247,7 @@ def start_gunicorn(env: dict[str, str], data: Path) -> GunicornWeb:
     def answering() -> bool:
         assert process.poll() is None, f"gunicorn exited with {process.returncode}: {log.read_text()}"
         try:
-            return probe.get("/api/flights").status == 200
+            return probe.get(ready_path).status == 200
         except OSError:
             return False
 

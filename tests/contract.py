@@ -1,7 +1,7 @@
 """The test suite holds every answer of the JSON API to its OpenAPI document (booking_site/openapi.yaml).
 
 ``ContractMiddleware`` is installed (outermost) for the whole run, in the live server and in
-Django's test client alike; it checks each answer under ``/api/`` and ``/healthz`` with
+Django's test client alike; it checks each answer under ``/api/`` and the probes with
 openapi-core and keeps what is wrong in ``VIOLATIONS``, which an autouse fixture in conftest.py
 turns into a failure of the test that caused it. So any test that reaches a view the document does
 not describe — a status, a field, a header, an error code — fails, with the reason.
@@ -39,7 +39,7 @@ def _openapi() -> OpenAPI:
 
 
 def is_covered(path: str) -> bool:
-    return path.startswith("/api/") or path == "/api" or path == "/healthz"
+    return path.startswith("/api/") or path in {"/api", "/healthz", "/livez", "/readyz"}
 
 
 def violation(request: HttpRequest, response: HttpResponse) -> str | None:

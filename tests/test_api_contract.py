@@ -74,7 +74,8 @@ def test_every_endpoint_and_method_of_the_server_is_in_the_document():
 def test_every_operation_documents_its_errors():
     for path, item in document()["paths"].items():
         for method, operation in item.items():
-            if method == "parameters" or path == "/api/openapi.json":
+            # (the liveness probe depends on nothing that could make it a 503)
+            if method == "parameters" or path in ("/api/openapi.json", "/livez"):
                 continue
             assert "503" in operation["responses"], (method, path)
             if "{orderId}" in path:

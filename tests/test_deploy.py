@@ -32,8 +32,36 @@ def compose() -> dict:
     return YAML(typ="safe").load((ROOT / "docker-compose.yml").read_text())
 
 
+# The secrets compose requires (each `${VAR:?...}`): none has a default.
+SECRETS = {
+    "SECRET_KEY": "x" * 50,
+    "POSTGRES_PASSWORD": "pg-" + "p" * 30,
+    "REDIS_PASSWORD": "redis-" + "r" * 30,
+    "GRAFANA_ADMIN_PASSWORD": "grafana-" + "g" * 30,
+}
+
+
+def compose_config(**env: str) -> dict:
+    """The compose file as docker-compose itself resolves it (variables, defaults, port syntax)."""
+    result = run("docker-compose", "-f", "docker-compose.yml", "config", env=SECRETS | env)
+    assert result.returncode == 0, result.stderr
+    return YAML(typ="safe").load(result.stdout)
+
+
+def published(service: dict) -> list[tuple[str, str]]:
+    """(host address, host port) of each published port, whichever syntax config printed."""
+    ports = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            ports.append((port.get("host_ip", "0.0.0.0"), str(port["published"])))  # noqa: S104
+        else:
+            parts = str(port).split("/")[0].split(":")
+            ports.append((parts[0] if len(parts) == 3 else "0.0.0.0", parts[-2]))  # noqa: S104
+    return ports
+
+
 def test_compose_file_is_valid_for_docker_compose():
-    result = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", env={"SECRET_KEY": "x" * 50})
+    result = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", env=SECRETS)
 
     assert result.returncode == 0, result.stderr
 
@@ -49,11 +77,103 @@ def test_compose_file_matches_the_compose_spec():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_refuses_to_start_without_a_secret_key():
-    result = run("docker-compose", "-f", "docker-compose.yml", "config", "-q")
+@pytest.mark.parametrize("secret", sorted(SECRETS))
+def test_compose_refuses_to_start_without_each_secret(secret):
+    env = {name: value for name, value in SECRETS.items() if name != secret}
+
+    result = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", env=env)
 
     assert result.returncode != 0
-    assert "set SECRET_KEY" in result.stderr
+    assert f"set {secret}" in result.stderr
+
+
+def test_no_password_has_a_default():
+    text = (ROOT / "docker-compose.yml").read_text()
+    uses = re.findall(r"\$\{(\w*(?:PASSWORD|SECRET)\w*)([^}]*)\}", text)
+
+    assert {name for name, _ in uses} == set(SECRETS)
+    assert all(rest.startswith(":?") for _, rest in uses), [u for u in uses if not u[1].startswith(":?")]
+    config = compose_config()
+    for name, service in config["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if "PASSWORD" in key or key in ("SECRET_KEY", "REDISCLI_AUTH"):
+                assert value in SECRETS.values(), (name, key)
+
+
+def test_the_site_is_published_only_through_the_tls_proxy():
+    services = compose_config(SITE_DOMAIN="booking.example.com")["services"]
+
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert sorted(published(proxy)) == [("0.0.0.0", "443"), ("0.0.0.0", "80")]  # noqa: S104
+    assert proxy["environment"]["UPSTREAM"] == "web:8000"
+    assert proxy["environment"]["SITE_DOMAIN"] == "booking.example.com"
+    assert proxy["environment"]["CADDY_TLS"] == "internal", "a locally made certificate by default"
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert any(str(v).endswith(":/etc/caddy/Caddyfile:ro") for v in proxy["volumes"])
+    assert any(str(v).endswith(":/certs:ro") for v in proxy["volumes"]), "where an operator mounts theirs"
+    caddyfile = (ROOT / "deploy" / "caddy" / "Caddyfile").read_text()
+    assert "tls {$CADDY_TLS}" in caddyfile and "reverse_proxy {$UPSTREAM}" in caddyfile
+
+    web = services["web"]
+    assert "ports" not in web
+    assert web["environment"]["HTTPS"] == "true"
+    assert web["environment"]["ALLOWED_HOSTS"] == "booking.example.com"
+    assert web["environment"]["CSRF_TRUSTED_ORIGINS"] == "https://booking.example.com"
+
+
+def test_every_operator_console_is_bound_to_loopback():
+    services = compose_config()["services"]
+    consoles = {"temporal-ui", "grafana", "prometheus", "jaeger"}
+
+    for name in consoles:
+        assert published(services[name]), f"{name} is reachable through an SSH tunnel"
+    for name, service in services.items():
+        for address, port in published(service):
+            if name == "proxy":
+                continue
+            assert address == "127.0.0.1", f"{name} publishes {port} on {address}"
+    assert "--headless" in services["temporal"]["command"], "the dev server's own UI cannot be read-only"
+
+
+def test_grafana_has_no_anonymous_access_and_a_patched_pinned_image():
+    grafana = compose_config()["services"]["grafana"]
+
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["environment"]["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    version = tuple(int(part) for part in grafana["image"].split(":")[1].split("."))
+    assert version >= (13, 0, 1), "11.3.0 and older have published vulnerabilities"
+
+
+def test_the_temporal_ui_is_read_only_unless_a_variable_says_otherwise():
+    default = compose_config()["services"]["temporal-ui"]["environment"]
+    opened = compose_config(TEMPORAL_UI_DISABLE_WRITE_ACTIONS="false")["services"]["temporal-ui"]
+    opened = opened["environment"]
+
+    assert default["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    assert opened["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "false"
+
+
+def test_every_image_tag_is_pinned_to_a_version():
+    for name, service in compose_config()["services"].items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+[\w.-]*", image), f"{name}: {image} is not pinned"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert all(":latest" not in line for line in re.findall(r"^FROM .*", dockerfile, re.MULTILINE))
+
+
+def test_the_seat_holds_redis_never_evicts_and_the_cache_has_a_server_of_its_own():
+    services = compose_config()["services"]
+    env = services["web"]["environment"]
+
+    assert "--maxmemory-policy noeviction" in " ".join(services["redis"]["command"])
+    assert env["REDIS_URL"].endswith("@redis:6379/0")
+    cache = " ".join(services["redis-cache"]["command"])
+    assert "--maxmemory-policy allkeys-lru" in cache and "--maxmemory " in cache
+    assert env["CACHE_REDIS_URL"].endswith("@redis-cache:6379/0")
+    assert services["web"]["depends_on"]["redis-cache"]["condition"] == "service_healthy"
 
 
 ONE_SHOTS = {"migrate", "temporal-schema", "temporal-namespace"}
@@ -87,30 +207,20 @@ def test_data_lives_in_named_volumes_and_workers_can_scale(compose):
         "temporal-data",
         "prometheus-data",
         "grafana-data",
+        "caddy-data",
     }
     worker = compose["services"]["worker"]
     assert "container_name" not in worker and "ports" not in worker, "--scale worker=N needs neither"
 
 
 def test_the_production_profile_runs_a_real_temporal_server_on_postgresql(compose):
-    result = run(
-        "docker-compose",
-        "-f",
-        "docker-compose.yml",
-        "config",
-        "-q",
-        env={
-            "SECRET_KEY": "x" * 50,
-            "COMPOSE_PROFILES": "production",
-            "TEMPORAL_HOST": "temporal-server:7233",
-        },
-    )
-    assert result.returncode == 0, result.stderr
+    config = compose_config(COMPOSE_PROFILES="production", TEMPORAL_HOST="temporal-server:7233")
+    assert config["services"]["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal-server:7233"
 
     services = compose["services"]
     assert "profiles" not in services["temporal"], "the dev server stays the default, for a laptop"
     production = {name for name, service in services.items() if "production" in service.get("profiles", [])}
-    assert production == {"temporal-schema", "temporal-server", "temporal-namespace", "temporal-ui"}
+    assert production == {"temporal-schema", "temporal-server", "temporal-namespace"}
     server, schema = services["temporal-server"], services["temporal-schema"]
     assert server["image"].startswith("temporalio/server:")
     assert server["environment"]["DB"] == "postgres12"
@@ -130,7 +240,7 @@ def test_metrics_are_scraped_over_the_private_network_and_never_published(compos
     services = compose["services"]
     env = services["web"]["environment"]
     assert env["METRICS_HOST"] == "0.0.0.0"  # noqa: S104 (in the container, for Prometheus)
-    assert [str(port) for port in services["web"]["ports"]] == ["${SERVER_PORT:-8000}:8000"]
+    assert "ports" not in services["web"], "only the proxy is published"
     assert "ports" not in services["worker"]
     assert str(env["METRICS_PORT"]) in [str(port) for port in services["web"]["expose"]]
     worker_ports = {str(env["WORKER_METRICS_PORT"]), str(env["TEMPORAL_METRICS_PORT"])}
@@ -207,6 +317,7 @@ def test_every_dashboard_query_uses_only_metrics_the_app_and_the_sdk_export():
 def test_no_secret_is_committed(compose):
     text = (ROOT / "docker-compose.yml").read_text()
     assert re.search(r"SECRET_KEY: \$\{SECRET_KEY:\?", text)
+    assert "PASSWORD:-" not in text
     for path in [ROOT / "Dockerfile", ROOT / "docker-compose.yml", ROOT / "booking_site" / "settings.py"]:
         # (settings.py's only literal is the DEBUG-only "django-insecure-…" placeholder)
         assert not re.search(
@@ -225,7 +336,7 @@ def test_the_image_is_multi_stage_non_root_and_without_dev_dependencies():
     # PYTHONDONTWRITEBYTECODE at run time: the app's bytecode is made at build time.
     assert re.search(r"compileall .*unchecked-hash", dockerfile) and "PYTHONDONTWRITEBYTECODE=1" in runtime
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".git", ".venv", ".data"} <= set(ignored)
+    assert {".git", ".venv", ".data", ".env", "deploy/certs/*.pem"} <= set(ignored), "no secret in the image"
 
 
 def test_check_deploy_is_clean_with_production_settings():

@@ -187,10 +187,11 @@ def test_a_wrong_method_is_a_json_405_naming_the_right_ones(settings, debug):
     assert reply.json()["error"] == "METHOD_NOT_ALLOWED"
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz"])
 @pytest.mark.parametrize("method", ["POST", "QUERY", "TRACE"])
-def test_healthz_answers_a_wrong_method_with_a_json_405(method):
+def test_healthz_answers_a_wrong_method_with_a_json_405(method, path):
     # Found by the fuzzer: QUERY was a CSRF 403 page, TRACE an empty HTML 405.
-    reply = Client(enforce_csrf_checks=True).generic(method, "/healthz")
+    reply = Client(enforce_csrf_checks=True).generic(method, path)
 
     assert reply.status_code == 405
     assert reply["Allow"] == "GET"

@@ -34,7 +34,10 @@ def redis_of_its_own(stack, own_redis, settings):
     bookings."""
     queue = f"{settings.TEMPORAL_TASK_QUEUE}-redis-restart"
     settings.TEMPORAL_TASK_QUEUE = queue
-    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": redis_url(own_redis)}}
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": redis_url(own_redis).replace("/0", "/1")},
+        "holds": {**settings.CACHES["holds"], "LOCATION": redis_url(own_redis)},
+    }
     worker = WorkerProcess(
         env={**stack.worker.env, "REDIS_URL": redis_url(own_redis), "TEMPORAL_TASK_QUEUE": queue},
         log=stack.worker.log.with_name("redis-restart-worker.log"),

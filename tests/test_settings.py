@@ -64,6 +64,9 @@ def run_manage(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]
         ("DATABASE_URL", "mysql://x/y", "postgres://"),
         ("REDIS_URL", "localhost:6379", "redis://"),
         ("TEMPORAL_HOST", "localhost", "host:port"),
+        ("CACHE_REDIS_URL", "localhost:6379", "redis://"),
+        ("IDEMPOTENCY_KEY_RETENTION", "10m", "at least 3600s"),
+        ("RETENTION_BATCH_SIZE", "0", "a whole number from 1 to 100000"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line_naming_it(variable, value, accepts):
@@ -74,6 +77,22 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_it(variable, value, acc
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"configuration error: {variable}=")
     assert accepts in lines[0]
+
+
+def test_the_cache_may_not_share_the_seat_holds_redis_database():
+    url = "redis://127.0.0.1:6379/3"
+    result = run_manage("check", REDIS_URL=url, CACHE_REDIS_URL=url)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("configuration error: CACHE_REDIS_URL=")
+
+
+def test_the_cache_defaults_to_the_next_database_of_the_holds_redis():
+    from booking_site.env import redis_database
+
+    assert redis_database("redis://:pw@redis:6379/0", 1) == "redis://:pw@redis:6379/1"
+    assert redis_database("redis://127.0.0.1:6379", 1) == "redis://127.0.0.1:6379/1"
+    assert redis_database("unix:///run/redis.sock?db=0", 1) == "unix:///run/redis.sock?db=1"
 
 
 def test_production_needs_a_secret_key():

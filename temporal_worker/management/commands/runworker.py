@@ -25,7 +25,7 @@ from temporalio.service import RPCError
 from common import tracing
 from orders.temporal_client import connect
 from temporal_worker import metrics
-from temporal_worker.schedules import ensure_reconcile_schedule
+from temporal_worker.schedules import ensure_reconcile_schedule, ensure_retention_schedule
 from temporal_worker.worker import build_worker
 
 logger = logging.getLogger("temporal_worker")
@@ -68,6 +68,7 @@ class Command(BaseCommand):
         worker = build_worker(client, task_queue=task_queue)
         queue = task_queue or settings.TEMPORAL_TASK_QUEUE
         await self.schedule_reconciliation(client, queue)
+        await self.schedule_retention(client, queue)
         logger.info("worker polling task queue %s on %s", queue, settings.TEMPORAL_HOST)
         self.stdout.write(f"Worker ready: task queue {queue!r} on {settings.TEMPORAL_HOST}")
         async with worker:
@@ -87,6 +88,18 @@ class Command(BaseCommand):
             logger.error("could not create the reconciliation schedule: %s", error)
             return
         self.stdout.write(f"Reconciliation: schedule {schedule_id!r}, every {every}")
+
+    async def schedule_retention(self, client: Client, queue: str) -> None:
+        """The retention's Temporal Schedule (RETENTION_EVERY; 0 leaves it as it is)."""
+        every = settings.RETENTION_EVERY
+        if not every:
+            return
+        try:
+            schedule_id = await ensure_retention_schedule(client, task_queue=queue, every=every)
+        except RPCError as error:
+            logger.error("could not create the retention schedule: %s", error)
+            return
+        self.stdout.write(f"Retention: schedule {schedule_id!r}, every {every}")
 
     async def connect_with_retry(self, stop: asyncio.Event, runtime: Runtime | None):  # type: ignore[no-untyped-def]
         """Temporal may still be starting: keep trying until it answers or we are stopped."""
