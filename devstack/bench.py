@@ -46,7 +46,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 # --- Statistics (pure, unit-tested) --------------------------------------------------------
 
@@ -269,16 +273,38 @@ def _poll(customer: Customer, path: str, timeout: float = 30, until: str = "CONF
 # --- The floor, and the history of one booking ------------------------------------------------
 
 
-def temporal_address() -> str | None:
-    """The Temporal server of the stack under test: TEMPORAL_HOST, else `make run`'s."""
-    if address := os.environ.get("TEMPORAL_HOST"):
-        return address
+def stack_environ() -> dict[str, str]:
+    """The environment, over what `make run` wrote to .data/stack.env (its Temporal, its keys)."""
+    values: dict[str, str] = {}
     stack_env = Path(__file__).resolve().parent.parent / ".data" / "stack.env"
     if stack_env.exists():
         for line in stack_env.read_text().splitlines():
-            if line.startswith("TEMPORAL_HOST="):
-                return line.split("=", 1)[1]
-    return None
+            name, _, value = line.partition("=")
+            values[name] = value
+    if any(os.environ.get(name) for name in ("TEMPORAL_ADDRESS", "TEMPORAL_HOST", "TEMPORAL_PROFILE")):
+        values = {k: v for k, v in values.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_HOST")}
+    return {**values, **os.environ}
+
+
+def temporal_address() -> str | None:
+    """The Temporal server of the stack under test: TEMPORAL_ADDRESS (or TEMPORAL_HOST, or a
+    TEMPORAL_PROFILE), else `make run`'s."""
+    from common import temporal_connection
+
+    env = stack_environ()
+    if not any(env.get(name) for name in ("TEMPORAL_ADDRESS", "TEMPORAL_HOST", "TEMPORAL_PROFILE")):
+        return None
+    return temporal_connection.load(env).address
+
+
+async def _connect(address: str) -> Client:
+    """A client on ``address``, secured as the environment says (TLS, an API key). Histories are
+    read for their event types and times only: no payload is decoded."""
+    from common import temporal_connection
+
+    return await temporal_connection.connect(
+        temporal_connection.for_address(stack_environ(), address), keys=None
+    )
 
 
 def measure_floor(
@@ -356,10 +382,9 @@ def phases(events: list[tuple[str, float]]) -> dict[str, list[float]]:
 def history_phases(address: str, workflow_ids: list[str]) -> dict[str, list[float]]:
     """``phases`` over the histories of these workflows, pooled."""
     from temporalio.api.enums.v1 import EventType
-    from temporalio.client import Client
 
     async def fetch() -> dict[str, list[float]]:
-        client = await Client.connect(address)
+        client = await _connect(address)
         pooled: dict[str, list[float]] = {name: [] for name in [*PHASES, WHOLE_WORKFLOW]}
         for workflow_id in workflow_ids:
             history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -388,10 +413,9 @@ def phase_table(app: dict[str, list[float]], floor: dict[str, list[float]]) -> s
 def history_counts(address: str, workflow_id: str) -> dict[str, int]:
     """What one workflow cost Temporal, from its history."""
     from temporalio.api.enums.v1 import EventType
-    from temporalio.client import Client
 
     async def fetch() -> list[str]:
-        client = await Client.connect(address)
+        client = await _connect(address)
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         return [
             event.marker_recorded_event_attributes.marker_name
@@ -625,7 +649,7 @@ def main(argv: list[str]) -> int:
     counts: dict[str, dict[str, int]] = {}
     address = temporal_address()
     if address is None:
-        print("bench: no TEMPORAL_HOST (and no .data/stack.env): skipping the floor", file=sys.stderr)
+        print("bench: no TEMPORAL_ADDRESS (and no .data/stack.env): skipping the floor", file=sys.stderr)
     else:
         print(f"bench: the floor on {address}", flush=True)
         floor_create, floor_change, floor_bookings, floor_cpu = measure_floor(

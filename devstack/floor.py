@@ -125,7 +125,7 @@ async def measure(
     """Sequential create and change (``orders`` of each), then ``customers`` booking at once
     for ``seconds``: the same shape as the bench's runs against the app. ``cpu_probe`` is read
     as the bookings start and end (CPU seconds by process, for the CPU per booking)."""
-    client = await Client.connect(address)
+    client = await _connect(address)
     figures = FloorFigures()
     for _ in range(orders):
         workflow_id, create_ms = await _start(client, queue, ["1A"])
@@ -155,11 +155,21 @@ async def measure(
     return figures
 
 
+async def _connect(address: str) -> Client:
+    """A client on ``address``, secured as the environment says (TLS, an API key). Imported here,
+    not at the top: the workflow sandbox re-imports this module for every booking."""
+    import os
+
+    from common import temporal_connection
+
+    return await temporal_connection.connect(temporal_connection.for_address(os.environ, address), keys=None)
+
+
 async def serve(address: str, queue: str) -> None:
     # Run as `python -m devstack.floor`, this file is __main__, where a workflow class fails the
     # sandbox's checks: serve the module's own copy.
     module = importlib.import_module("devstack.floor")
-    client = await Client.connect(address)
+    client = await _connect(address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
