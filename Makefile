@@ -41,6 +41,7 @@ install: $(STAMP)
 # Debian's docker-compose validates docker-compose.yml without a Docker engine; Debian's
 # Prometheus scrapes the test stack in tests/test_prometheus.py (only its binary is used: the
 # test starts it on a free port with its own config; the package's own service is not needed).
+# Debian's nginx terminates TLS in front of Temporal in tests/test_temporal_tls.py (the same way).
 system-packages:
 	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
@@ -48,6 +49,9 @@ system-packages:
 	@command -v prometheus >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
 
 lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's import contracts
 	$(BIN)/ruff check .

@@ -204,7 +204,9 @@ def _matching_pair(cert: bytes, key: bytes, sources: Mapping[str, str]) -> None:
 # common ones, turned into the setting to look at.
 _UNTRUSTED = ("UnknownIssuer", "certificate verify failed", "BadSignature", "invalid peer certificate")
 _NAME_MISMATCH = ("NotValidForName", "CertNotValidForName", "hostname mismatch")
-_CLIENT_CERT_REFUSED = ("CertificateRequired", "certificate required", "400", "No required SSL certificate")
+# nginx (ssl_verify_client) answers a missing or foreign client certificate with HTTP 400; a
+# Temporal server or Temporal Cloud refuses the handshake with a "certificate required" alert.
+_CLIENT_CERT_REFUSED = ("CertificateRequired", "certificate required", "status: 400 Bad Request")
 _NOT_TLS = ("InvalidContentType", "CorruptMessage", "wrong version number", "received corrupt message")
 
 
@@ -237,7 +239,7 @@ def explain(error: BaseException, connection: TemporalConnection) -> str | None:
             "it is not signed by a CA the server trusts"
         )
     if any(mark in text for mark in _NOT_TLS):
-        return f"{where} does not speak TLS: unset TEMPORAL_TLS (or set it to false)"
+        return f"{where} does not speak TLS: set TEMPORAL_TLS=false"
     return None
 
 
