@@ -80,7 +80,7 @@ def services(
 
 def payload_keys(data: Path) -> str:
     """`make run`'s payload encryption key: made once, kept in .data/ (readable by its owner only),
-    so the histories of earlier runs still decrypt (docs/OPERATIONS.md, "Payload encryption")."""
+    so the histories of earlier runs still decrypt (docs/CONFIGURATION.md, "Payload encryption")."""
     path = data / "payload-keys"
     if not path.exists():
         path.touch(mode=0o600)
