@@ -39,9 +39,10 @@ install: $(STAMP)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download its own browser here);
 # Debian's docker-compose validates docker-compose.yml without a Docker engine; Debian's
-# Prometheus scrapes the test stack in tests/test_prometheus.py and Debian's Caddy is the TLS proxy
-# of the production smoke test, tests/test_production.py (only their binaries are used: the tests
-# start them on free ports with their own config; the packages' own services are not needed).
+# Prometheus scrapes the test stack in tests/test_prometheus.py, Debian's Caddy is the TLS proxy of
+# the production smoke test (tests/test_production.py) and Debian's nginx terminates TLS in front
+# of Temporal in tests/test_temporal_tls.py (only their binaries are used: the tests start them on
+# free ports with their own config; the packages' own services are not needed).
 system-packages:
 	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
@@ -52,6 +53,9 @@ system-packages:
 	@command -v prometheus >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
 
 lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's import contracts
 	$(BIN)/ruff check .

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import drf_spectacular_sidecar
 
 from booking_site import env
-from common import failpoints
+from common import failpoints, payload_codec, temporal_connection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -151,14 +152,31 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # --- Temporal ------------------------------------------------------------------------------
-TEMPORAL_HOST = env.host_port("TEMPORAL_HOST", "127.0.0.1:7233")
-TEMPORAL_NAMESPACE = env.string(
-    "TEMPORAL_NAMESPACE", "default", pattern=r"[A-Za-z0-9._\-]+", accepts="a namespace name"
-)
+# Read the SDK's standard way (temporalio.envconfig: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+# TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_PROFILE; TEMPORAL_HOST is an alias of the address):
+# common/temporal_connection.py, shared with the tools. Every certificate and key is read and
+# checked here, so a wrong one stops start-up naming its variable.
+try:
+    TEMPORAL_CONNECTION = temporal_connection.load(os.environ)
+except temporal_connection.TemporalConfigError as error:
+    raise env.SettingsError(str(error)) from None
+TEMPORAL_HOST = TEMPORAL_CONNECTION.address
+TEMPORAL_NAMESPACE = TEMPORAL_CONNECTION.namespace
+# Payload encryption (common/payload_codec.py): every payload the web and the worker hand to
+# Temporal, payment codes among them, is AES-GCM encrypted; empty: plain text.
+try:
+    PAYLOAD_KEYS = payload_codec.from_environ(os.environ)
+except payload_codec.KeyConfigError as error:
+    raise env.SettingsError(str(error)) from None
 TEMPORAL_TASK_QUEUE = env.string(
     "TEMPORAL_TASK_QUEUE", "booking-queue", pattern=r"[A-Za-z0-9._\-]+", accepts="a task queue name"
 )
 TEMPORAL_UI_URL = env.string("TEMPORAL_UI_URL", "http://localhost:8233")
+# The codec endpoint (booking_site/codec.py, staff only) answers the UI at these origins with the
+# CORS it needs: by default TEMPORAL_UI_URL's; add https://cloud.temporal.io for Temporal Cloud's.
+CODEC_ALLOWED_ORIGINS = env.listing(
+    "CODEC_ALLOWED_ORIGINS", "{0.scheme}://{0.netloc}".format(urlsplit(TEMPORAL_UI_URL))
+)
 # How long a customer's request waits for Temporal's answer. Past it, a request that was handed
 # to Temporal is answered 202 "still confirming" (it may still be carried out), never 503. Kept
 # well under the workflow task timeout (10 s) so that one slow task costs a 202, not an error;

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 
-from booking_site import openapi
+from booking_site import codec, openapi
 from booking_site.health import livez, readyz
 from common import inputs
 from common.api import unknown_endpoint
@@ -34,6 +34,9 @@ urlpatterns = [
     # also under DEBUG, and never a slash-appending redirect.
     re_path(r"^api(?:/[\s\S]*)?$", unknown_endpoint),
     path("api-docs/", TemplateView.as_view(template_name="api_docs.html"), name="api-docs"),
+    # The Temporal UI's codec endpoint (staff only): docs/OPERATIONS.md, "Reading encrypted payloads".
+    path("codec/decode", codec.decode, name="codec-decode"),
+    path("codec/encode", codec.encode, name="codec-encode"),
     path("admin/overview/", admin.site.admin_view(orders_admin.overview), name="admin-overview"),
     path("admin/", admin.site.urls),
     path("", include("orders.urls")),

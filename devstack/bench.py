@@ -46,7 +46,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 # --- Statistics (pure, unit-tested) --------------------------------------------------------
 
@@ -269,28 +273,52 @@ def _poll(customer: Customer, path: str, timeout: float = 30, until: str = "CONF
 # --- The floor, and the history of one booking ------------------------------------------------
 
 
-def temporal_address() -> str | None:
-    """The Temporal server of the stack under test: TEMPORAL_HOST, else `make run`'s."""
-    if address := os.environ.get("TEMPORAL_HOST"):
-        return address
+def stack_environ() -> dict[str, str]:
+    """The environment, over what `make run` wrote to .data/stack.env (its Temporal, its keys)."""
+    values: dict[str, str] = {}
     stack_env = Path(__file__).resolve().parent.parent / ".data" / "stack.env"
     if stack_env.exists():
         for line in stack_env.read_text().splitlines():
-            if line.startswith("TEMPORAL_HOST="):
-                return line.split("=", 1)[1]
-    return None
+            name, _, value = line.partition("=")
+            values[name] = value
+    if any(os.environ.get(name) for name in ("TEMPORAL_ADDRESS", "TEMPORAL_HOST", "TEMPORAL_PROFILE")):
+        values = {k: v for k, v in values.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_HOST")}
+    return {**values, **os.environ}
+
+
+def temporal_address() -> str | None:
+    """The Temporal server of the stack under test: TEMPORAL_ADDRESS (or TEMPORAL_HOST, or a
+    TEMPORAL_PROFILE), else `make run`'s."""
+    from common import temporal_connection
+
+    env = stack_environ()
+    if not any(env.get(name) for name in ("TEMPORAL_ADDRESS", "TEMPORAL_HOST", "TEMPORAL_PROFILE")):
+        return None
+    return temporal_connection.load(env).address
+
+
+async def _connect(address: str) -> Client:
+    """A client on ``address``, secured as the environment says (TLS, an API key). Histories are
+    read for their event types and times only: no payload is decoded."""
+    from common import temporal_connection
+
+    return await temporal_connection.connect(
+        temporal_connection.for_address(stack_environ(), address), keys=None
+    )
 
 
 def measure_floor(
-    address: str, orders: int, customers: int, seconds: float
+    address: str, orders: int, customers: int, seconds: float, *, encrypt: bool = False
 ) -> tuple[Result, Result, Result, dict[str, float]]:
     """Run FloorBooking with a worker process of its own (like the app's) on the same server;
-    also returns the CPU per booking of Temporal, that worker and the floor's customers."""
+    also returns the CPU per booking of Temporal, that worker and the floor's customers.
+    ``encrypt``: every payload of the floor through the payload codec (PAYLOAD_ENCRYPTION_KEYS)."""
     from devstack import floor
 
-    queue = f"bench-floor-{os.getpid()}"
+    queue = f"bench-floor-{os.getpid()}{'-codec' if encrypt else ''}"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "devstack.floor", "worker", "--address", address, "--task-queue", queue],
+        [sys.executable, "-m", "devstack.floor", "worker", "--address", address, "--task-queue", queue]
+        + (["--encrypt"] if encrypt else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -308,7 +336,13 @@ def measure_floor(
 
         figures = asyncio.run(
             floor.measure(
-                address, queue, orders=orders, customers=customers, seconds=seconds, cpu_probe=cpu_probe
+                address,
+                queue,
+                orders=orders,
+                customers=customers,
+                seconds=seconds,
+                cpu_probe=cpu_probe,
+                encrypt=encrypt,
             )
         )
     finally:
@@ -324,6 +358,78 @@ def measure_floor(
     )
     cpu = cpu_per_booking(figures.cpu_before, figures.cpu_after, len(figures.booking_ms))
     return create, change, bookings, cpu
+
+
+# The payload codec's cost: the floor booked in alternating rounds, plain and encrypted, in the
+# same window (this machine's speed swings by the minute, so two separate runs would not compare).
+CODEC_ROUNDS = 3
+
+
+@dataclass
+class CodecCost:
+    plain_ms: float  # CPU per floor booking, every process of it (Temporal, its worker, its client)
+    encrypted_ms: float
+    plain_bookings: int
+    encrypted_bookings: int
+    payload_us: float  # one payload sealed and opened again, in this process
+
+    def line(self, app_payloads: int | None, app_cpu_ms: float | None) -> str:
+        extra = self.encrypted_ms - self.plain_ms
+        text = (
+            f"payload codec: floor booking CPU {self.plain_ms:.1f} ms plain "
+            f"({self.plain_bookings} bookings), "
+            f"{self.encrypted_ms:.1f} ms encrypted ({self.encrypted_bookings}): {extra:+.1f} ms "
+            f"({extra / self.plain_ms * 100:+.1f} %) over {CODEC_ROUNDS} alternating rounds; "
+            f"one payload sealed and opened: {self.payload_us:.0f} us"
+        )
+        if app_payloads and app_cpu_ms:
+            # Each payload is sealed once by its writer and opened by at least one reader.
+            estimate = app_payloads * self.payload_us / 1000
+            text += (
+                f"; an app booking carries {app_payloads} encrypted payloads: ~{estimate:.2f} ms, "
+                f"{estimate / app_cpu_ms * 100:.1f} % of its {app_cpu_ms:.0f} ms (aim <= 5 %)"
+            )
+        return text
+
+
+def payload_round_trip_us(samples: int = 2000) -> float:
+    """Microseconds of CPU to seal and open one booking-sized payload with the codec."""
+    from temporalio.api.common.v1 import Payload
+
+    from common.payload_codec import EncryptionCodec, new_key_entry, parse_keys
+
+    keys = parse_keys(new_key_entry("bench"))
+    assert keys is not None
+    codec = EncryptionCodec(keys)
+    data = b'{"order_id": "ord-0123456789abcdef0123", ' * 6  # ~250 bytes, as a booking's inputs
+    payload = Payload(metadata={"encoding": b"json/plain"}, data=data)
+    started = time.process_time()
+    for _ in range(samples):
+        codec.decrypt(codec.encrypt(payload))
+    return (time.process_time() - started) * 1e6 / samples
+
+
+def measure_codec_cost(address: str, customers: int, seconds: float) -> CodecCost:
+    from common.payload_codec import new_key_entry
+
+    os.environ.setdefault("PAYLOAD_ENCRYPTION_KEYS", new_key_entry("bench"))  # the floor's worker reads it
+    cpu_ms = {False: 0.0, True: 0.0}
+    booked = {False: 0, True: 0}
+    for _ in range(CODEC_ROUNDS):
+        for encrypt in (False, True):
+            _, _, bookings, cpu = measure_floor(
+                address, 0, customers, seconds / CODEC_ROUNDS, encrypt=encrypt
+            )
+            count = len(bookings.latencies_ms)
+            cpu_ms[encrypt] += sum(cpu.values()) * count
+            booked[encrypt] += count
+    return CodecCost(
+        plain_ms=cpu_ms[False] / max(booked[False], 1),
+        encrypted_ms=cpu_ms[True] / max(booked[True], 1),
+        plain_bookings=booked[False],
+        encrypted_bookings=booked[True],
+        payload_us=payload_round_trip_us(),
+    )
 
 
 # Where a booking's time goes, read from the event times of its history.
@@ -356,10 +462,9 @@ def phases(events: list[tuple[str, float]]) -> dict[str, list[float]]:
 def history_phases(address: str, workflow_ids: list[str]) -> dict[str, list[float]]:
     """``phases`` over the histories of these workflows, pooled."""
     from temporalio.api.enums.v1 import EventType
-    from temporalio.client import Client
 
     async def fetch() -> dict[str, list[float]]:
-        client = await Client.connect(address)
+        client = await _connect(address)
         pooled: dict[str, list[float]] = {name: [] for name in [*PHASES, WHOLE_WORKFLOW]}
         for workflow_id in workflow_ids:
             history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -388,24 +493,32 @@ def phase_table(app: dict[str, list[float]], floor: dict[str, list[float]]) -> s
 def history_counts(address: str, workflow_id: str) -> dict[str, int]:
     """What one workflow cost Temporal, from its history."""
     from temporalio.api.enums.v1 import EventType
-    from temporalio.client import Client
+    from temporalio.client import WorkflowExecutionStatus
 
-    async def fetch() -> list[str]:
-        client = await Client.connect(address)
+    async def fetch() -> tuple[list[str], int]:
+        client = await _connect(address)
         handle = client.get_workflow_handle(workflow_id)
         # The order shows CONFIRMED while the workflow's last task may still be running: count the
-        # whole history, once the workflow has ended, not the part written so far.
-        await asyncio.wait_for(handle.result(), timeout=30)
+        # whole history, once the workflow has ended, not the part written so far. (Its result is
+        # encrypted and the bench has no key: ask only whether it is still running.)
+        for _ in range(300):
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.1)
         history = await handle.fetch_history()
-        return [
+        kinds = [
             event.marker_recorded_event_attributes.marker_name
             if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
             else EventType.Name(event.event_type)
             for event in history.events
         ]
+        # Each encrypted payload names its encoding once in its metadata.
+        raw = b"".join(event.SerializeToString() for event in history.events)
+        return kinds, raw.count(b"binary/encrypted")
 
-    kinds = asyncio.run(fetch())
+    kinds, encrypted = asyncio.run(fetch())
     return {
+        "encrypted payloads": encrypted,
         "events": len(kinds),
         "workflow tasks": kinds.count("EVENT_TYPE_WORKFLOW_TASK_SCHEDULED"),
         "activity tasks": kinds.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"),
@@ -594,6 +707,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--customers", type=int, default=8, help="concurrent customers booking end to end")
     parser.add_argument("--booking-seconds", type=float, default=20.0)
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument(
+        "--codec-cost",
+        action="store_true",
+        help="book the floor plain and encrypted in alternating rounds: the codec's CPU per booking",
+    )
     args = parser.parse_args(argv)
     if urlsplit(args.url).hostname not in {"localhost", "127.0.0.1", "::1"}:
         parser.error("the bench only drives a stack on this machine (localhost)")
@@ -627,9 +745,10 @@ def main(argv: list[str]) -> int:
     floor_cpu: dict[str, float] = {}
     waits: tuple[dict[str, list[float]], dict[str, list[float]]] | None = None
     counts: dict[str, dict[str, int]] = {}
+    codec_cost: CodecCost | None = None
     address = temporal_address()
     if address is None:
-        print("bench: no TEMPORAL_HOST (and no .data/stack.env): skipping the floor", file=sys.stderr)
+        print("bench: no TEMPORAL_ADDRESS (and no .data/stack.env): skipping the floor", file=sys.stderr)
     else:
         print(f"bench: the floor on {address}", flush=True)
         floor_create, floor_change, floor_bookings, floor_cpu = measure_floor(
@@ -645,6 +764,9 @@ def main(argv: list[str]) -> int:
         )
         if workflow_id := one_booking(args.url, pool):
             counts["one confirmed booking"] = history_counts(address, workflow_id)
+        if args.codec_cost:
+            print("bench: the floor, plain and encrypted in turns", flush=True)
+            codec_cost = measure_codec_cost(address, args.customers, args.booking_seconds)
 
     rows = [r.row() for r in (status, create, change, bookings)]
     print()
@@ -664,7 +786,8 @@ def main(argv: list[str]) -> int:
         print(
             f"{name}: {count['events']} history events, {count['workflow tasks']} workflow tasks, "
             f"{count['activity tasks']} activity tasks, {count['local activities']} local activities, "
-            f"{count['patch markers']} patch marker(s), {count['timers']} timers "
+            f"{count['patch markers']} patch marker(s), {count['timers']} timers, "
+            f"{count['encrypted payloads']} encrypted payloads "
             f"(aim: <= 26 events, <= 6 workflow + activity tasks: {tasks})"
         )
     for name in memory_before:
@@ -679,6 +802,9 @@ def main(argv: list[str]) -> int:
         print(cpu_line("CPU per floor booking", floor_cpu))
     if cpu and floor_cpu:
         print(cpu_budget(cpu, floor_cpu, float(floor_rows[2]["per_second"]), os.cpu_count() or 1))
+    if codec_cost:
+        payloads = counts.get("one confirmed booking", {}).get("encrypted payloads")
+        print(codec_cost.line(payloads, sum(cpu.values()) if cpu else None))
     print(f"seats booked by this run: {len(bookings.latencies_ms)} (held seats were all released)")
     web_memory = max(
         memory_before[MEASURED_MEMORY["web"]]["pss"], memory_after[MEASURED_MEMORY["web"]]["pss"]

@@ -54,16 +54,21 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import psycopg
 import redis
 
+from common.payload_codec import new_key_entry
 from devstack.bench import percentile
 from devstack.ports import free_port
 from devstack.postgres_server import start_postgres
 from devstack.redis_server import start_redis
 from devstack.supervisor import ROOT, Supervisor, log
+
+if TYPE_CHECKING:
+    from temporalio.client import Client as TemporalClient
 from devstack.temporal_server import start_temporal
 
 PYTHON = sys.executable
@@ -118,8 +123,11 @@ class ChaosStack:
             PAYMENT_FAILURE_RATE="0.15",
             TEMPORAL_ANSWER_TIMEOUT="3s",
             TEMPORAL_TASK_QUEUE="chaos",
+            # Payloads encrypted, as in production: the faults meet the codec too.
+            PAYLOAD_ENCRYPTION_KEYS=new_key_entry("chaos-1"),
+            PAYLOAD_ENCRYPTION_KEY_ID="",
         )
-        for name in ("DATABASE_URL", "REDIS_URL", "TEMPORAL_HOST"):
+        for name in ("DATABASE_URL", "REDIS_URL", "TEMPORAL_HOST", "TEMPORAL_ADDRESS", "TEMPORAL_PROFILE"):
             self.env.pop(name, None)
 
     @property
@@ -657,10 +665,16 @@ def check_refusals_changed_nothing(stack: ChaosStack, journal: Journal, findings
             findings.fail(f"end: {order_id} changed to {seats}, which no accepted request asked for")
 
 
-async def check_workflows(stack: ChaosStack, by_id: dict[str, dict], findings: Findings) -> None:
-    from temporalio.client import Client as TemporalClient
+async def _temporal(stack: ChaosStack) -> TemporalClient:
+    """A client on the chaos stack's Temporal, with its payload key, as its web and worker have."""
+    from common import payload_codec, temporal_connection
 
-    client = await TemporalClient.connect(stack.env["TEMPORAL_HOST"])
+    connection = temporal_connection.load(stack.env)
+    return await temporal_connection.connect(connection, keys=payload_codec.from_environ(stack.env))
+
+
+async def check_workflows(stack: ChaosStack, by_id: dict[str, dict], findings: Findings) -> None:
+    client = await _temporal(stack)
     running = [
         execution.id.removeprefix("booking-")
         async for execution in client.list_workflows('ExecutionStatus="Running"')
@@ -674,7 +688,6 @@ async def explain(stack: ChaosStack, order: dict) -> list[str]:
     """What the row, the history rows, Temporal and the logs say of an order that never ended:
     the report carries it, because CI keeps nothing of the run but what it prints."""
     from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
-    from temporalio.client import Client as TemporalClient
 
     order_id = order["id"]
     lines = [f"\n{order_id}: row {order['state']} v{order.get('version')}, updated {order['updated_at']}"]
@@ -691,7 +704,7 @@ async def explain(stack: ChaosStack, order: dict) -> list[str]:
         ):
             lines.append(f"  payment attempt {attempt} {outcome} {started:%H:%M:%S.%f} .. {finished}")
     try:
-        client = await TemporalClient.connect(stack.env["TEMPORAL_HOST"])
+        client = await _temporal(stack)
         handle = client.get_workflow_handle(f"booking-{order_id}")
         described = await handle.describe()
         raw = described.raw_description

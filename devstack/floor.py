@@ -121,11 +121,13 @@ async def measure(
     customers: int,
     seconds: float,
     cpu_probe: Callable[[], dict[str, float]] = dict,
+    encrypt: bool = False,
 ) -> FloorFigures:
     """Sequential create and change (``orders`` of each), then ``customers`` booking at once
     for ``seconds``: the same shape as the bench's runs against the app. ``cpu_probe`` is read
-    as the bookings start and end (CPU seconds by process, for the CPU per booking)."""
-    client = await Client.connect(address)
+    as the bookings start and end (CPU seconds by process, for the CPU per booking). ``encrypt``:
+    every payload through the project's codec, with the key of PAYLOAD_ENCRYPTION_KEYS."""
+    client = await _connect(address, encrypt=encrypt)
     figures = FloorFigures()
     for _ in range(orders):
         workflow_id, create_ms = await _start(client, queue, ["1A"])
@@ -155,11 +157,22 @@ async def measure(
     return figures
 
 
-async def serve(address: str, queue: str) -> None:
+async def _connect(address: str, *, encrypt: bool) -> Client:
+    """A client on ``address``, secured as the environment says (TLS, an API key). Imported here,
+    not at the top: the workflow sandbox re-imports this module for every booking."""
+    import os
+
+    from common import payload_codec, temporal_connection
+
+    keys = payload_codec.from_environ(os.environ) if encrypt else None
+    return await temporal_connection.connect(temporal_connection.for_address(os.environ, address), keys=keys)
+
+
+async def serve(address: str, queue: str, *, encrypt: bool = False) -> None:
     # Run as `python -m devstack.floor`, this file is __main__, where a workflow class fails the
     # sandbox's checks: serve the module's own copy.
     module = importlib.import_module("devstack.floor")
-    client = await Client.connect(address)
+    client = await _connect(address, encrypt=encrypt)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -175,8 +188,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=["worker"])
     parser.add_argument("--address", required=True)
     parser.add_argument("--task-queue", required=True)
+    parser.add_argument("--encrypt", action="store_true", help="every payload through the codec")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.address, args.task_queue))
+    asyncio.run(serve(args.address, args.task_queue, encrypt=args.encrypt))
     return 0
 
 

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from common.payload_codec import new_key_entry
 from devstack.ports import ensure_free, free_port, port_is_free
 from devstack.postgres_server import start_postgres
 from devstack.redis_server import start_redis
@@ -19,6 +20,13 @@ from devstack.temporal_server import start_temporal
 # How long each process of `make run` may take to stop before it is killed (docs/OPERATIONS.md).
 WEB_STOP_SECONDS = 25.0  # gunicorn's graceful_timeout (20 s) for requests under way, and a margin
 WORKER_STOP_MARGIN_SECONDS = 10.0  # on top of PAYMENT_VALIDATION_TIMEOUT, for a running payment
+# Any of these names a Temporal to use: the launcher starts none.
+TEMPORAL_GIVEN = ("TEMPORAL_ADDRESS", "TEMPORAL_HOST", "TEMPORAL_PROFILE")
+# What .data/stack.env keeps for `make worker`, `make superuser` and `make bench`.
+STACK_ENV = {
+    *("DATABASE_URL", "REDIS_URL", "TEMPORAL_HOST", "TEMPORAL_ADDRESS", "TEMPORAL_UI_URL", "DEBUG", "HTTPS"),
+    *("PAYLOAD_ENCRYPTION_KEYS", "PAYLOAD_ENCRYPTION_KEY_ID"),
+}
 # A unix socket's path holds at most 107 bytes.
 MAX_SOCKET_PATH = 100
 
@@ -37,7 +45,9 @@ def compile_bytecode() -> None:
         compileall.compile_dir(ROOT / package, quiet=1)
 
 
-def services(supervisor: Supervisor, data: Path, env: dict[str, str], *, mode: str) -> dict[str, str]:
+def services(
+    supervisor: Supervisor, data: Path, env: dict[str, str], *, mode: str, codec_endpoint: str | None = None
+) -> dict[str, str]:
     """Start whatever of PostgreSQL, Redis and Temporal the environment does not already name."""
     from booking_site.env import integer  # a bad port: SettingsError, one line (see run())
 
@@ -53,19 +63,34 @@ def services(supervisor: Supervisor, data: Path, env: dict[str, str], *, mode: s
         ensure_free(port, what="Redis", variable="STACK_REDIS_PORT (or REDIS_URL)")
         urls["REDIS_URL"] = start_redis(supervisor, data, port, env, persist=persist)
         log(f"Redis {urls['REDIS_URL']}")
-    if "TEMPORAL_HOST" not in env:
+    # TEMPORAL_ADDRESS (the SDK's and the CLI's name), TEMPORAL_HOST (its older alias) or a
+    # TEMPORAL_PROFILE: use that Temporal, start none (docs/CONFIGURATION.md, "Temporal").
+    if not any(env.get(name) for name in TEMPORAL_GIVEN):
         port = integer("STACK_TEMPORAL_PORT", 7233, minimum=1, maximum=65535) if persist else free_port()
-        ensure_free(port, what="Temporal", variable="TEMPORAL_HOST to use the server already there")
+        ensure_free(port, what="Temporal", variable="TEMPORAL_ADDRESS to use the server already there")
         ui_port = (
             integer("STACK_TEMPORAL_UI_PORT", port + 1000, minimum=1, maximum=65535) if persist else None
         )
         if ui_port:
             ensure_free(ui_port, what="the Temporal UI", variable="STACK_TEMPORAL_UI_PORT")
-        urls["TEMPORAL_HOST"] = start_temporal(supervisor, data, port, env, ui_port=ui_port, persist=persist)
+        urls["TEMPORAL_HOST"] = start_temporal(
+            supervisor, data, port, env, ui_port=ui_port, persist=persist, codec_endpoint=codec_endpoint
+        )
         if ui_port:
             urls["TEMPORAL_UI_URL"] = f"http://localhost:{ui_port}"
         log(f"Temporal {urls['TEMPORAL_HOST']}")
     return urls
+
+
+def payload_keys(data: Path) -> str:
+    """`make run`'s payload encryption key: made once, kept in .data/ (readable by its owner only),
+    so the histories of earlier runs still decrypt (docs/CONFIGURATION.md, "Payload encryption")."""
+    path = data / "payload-keys"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_key_entry("local-1") + "\n")
+        log(f"payload encryption key made: {path}")
+    return path.read_text().strip()
 
 
 def manage(supervisor: Supervisor, *args: str, env: dict[str, str]) -> None:
@@ -130,17 +155,17 @@ def run(supervisor: Supervisor) -> int:
     for name, port in metrics_ports.items():
         if port:
             ensure_free(port, what=f"metrics ({name})", variable=f"{name} (0 turns them off)")
+    env.setdefault("PAYLOAD_ENCRYPTION_KEYS", payload_keys(data))
     try:
-        env.update(services(supervisor, data, env, mode="run"))
+        env.update(
+            services(supervisor, data, env, mode="run", codec_endpoint=f"http://localhost:{web_port}/codec")
+        )
     except SettingsError as error:  # a bad STACK_*_PORT
         raise SystemExit(f"[stack] {error}") from None
-    (data / "stack.env").write_text(
-        "".join(
-            f"{k}={v}\n"
-            for k, v in sorted(env.items())
-            if k in {"DATABASE_URL", "REDIS_URL", "TEMPORAL_HOST", "TEMPORAL_UI_URL", "DEBUG", "HTTPS"}
-        )
-    )
+    stack_env = data / "stack.env"
+    stack_env.touch(mode=0o600)  # it holds the payload key
+    stack_env.chmod(0o600)
+    stack_env.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items()) if k in STACK_ENV))
     manage(supervisor, "migrate", "--noinput", env=env)
     manage(supervisor, "seed_flights", env=env)
     supervisor.start("worker", [PYTHON, "manage.py", "runworker"], env=env, stop_timeout=worker_stop)
@@ -182,6 +207,8 @@ def test(supervisor: Supervisor, pytest_args: list[str]) -> int:
         env.setdefault("HTTPS", "false")
         env.setdefault("LOG_FORMAT", "text")
         env.setdefault("STATIC_MANIFEST", "false")  # see settings.STATIC_MANIFEST
+        # Payloads encrypted in the tests as in production: a key of this run's own.
+        env.setdefault("PAYLOAD_ENCRYPTION_KEYS", new_key_entry("test-1"))
         env.update(services(supervisor, data, env, mode="test"))
         # In the launcher's own process group, so that Ctrl-C and --pdb reach pytest as before.
         tests = [PYTHON, "-m", "tests.run", *pytest_args]

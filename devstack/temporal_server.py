@@ -16,6 +16,7 @@ def start_temporal(
     *,
     ui_port: int | None,
     persist: bool,
+    codec_endpoint: str | None = None,
 ) -> str:
     argv = [
         str(BIN / "temporal"),
@@ -24,6 +25,8 @@ def start_temporal(
     ]
     argv += ["--db-filename", str(data / "temporal.db")] if persist else []
     argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    # The UI asks the web's codec endpoint (staff only) to decrypt what it shows: docs/OPERATIONS.md.
+    argv += ["--ui-codec-endpoint", codec_endpoint] if ui_port and codec_endpoint else []
     supervisor.start("temporal", argv, env=env, logfile=data / "temporal.log")
     address = f"127.0.0.1:{port}"
 

@@ -370,7 +370,8 @@ def settle(request: OrderRequest) -> bool:
 
     The first hold is sent again with its own ids: if it was lost with its start, it happens now;
     if not, Temporal joins it. A seat change or a payment is not sent again (its body is not
-    kept: a payment code is not stored): its outcome is read from the workflow, and when the
+    kept: a payment code is stored nowhere in plain text, neither here nor in Temporal, whose
+    payloads common/payload_codec.py encrypts): its outcome is read from the workflow, and when the
     workflow never received it, it is marked LOST (nothing happened; the customer may retry).
     Returns whether its outcome is known now.
     """

@@ -16,6 +16,7 @@ Two different failures come out of ``call``, and they must never be confused:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -29,6 +30,8 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
+
+from common import temporal_connection
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -44,18 +47,37 @@ class TemporalUnreachable(Exception):
     """No connection to Temporal: the operation was not sent."""
 
 
+class TemporalMisconfigured(RuntimeError):
+    """Temporal answered, but refused our TLS: a setting is wrong (the message names it)."""
+
+
 async def connect(*, retry_config: RetryConfig | None = None, runtime: Runtime | None = None) -> Client:
     """A new client from settings (the worker and async code use this directly). ``runtime``:
     the worker's, which exports the SDK's metrics; by default the SDK's own.
 
     With Temporal's tracing interceptor, which a worker built on this client uses too: each call,
     workflow, update and activity becomes a span (a no-op while tracing is off: common.tracing)."""
-    return await Client.connect(
-        settings.TEMPORAL_HOST,
-        namespace=settings.TEMPORAL_NAMESPACE,
-        retry_config=retry_config,
-        interceptors=[TracingInterceptor()],
-        runtime=runtime,
+    connection = _connection()
+    try:
+        return await temporal_connection.connect(
+            connection,
+            keys=settings.PAYLOAD_KEYS,
+            retry_config=retry_config,
+            interceptors=[TracingInterceptor()],
+            runtime=runtime,
+        )
+    except RuntimeError as error:
+        # A TLS refusal will not mend by retrying: say which setting to fix, in one line.
+        if (reason := temporal_connection.explain(error, connection)) is not None:
+            raise TemporalMisconfigured(reason) from error
+        raise
+
+
+def _connection() -> temporal_connection.TemporalConnection:
+    """The settings' connection, at the address and namespace the settings hold now (tests and
+    tools may point TEMPORAL_HOST elsewhere while the process runs)."""
+    return dataclasses.replace(
+        settings.TEMPORAL_CONNECTION, address=settings.TEMPORAL_HOST, namespace=settings.TEMPORAL_NAMESPACE
     )
 
 
@@ -64,14 +86,14 @@ class _ClientThread:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._client: Client | None = None
-        self._target: tuple[str, str] | None = None
+        self._target: temporal_connection.TemporalConnection | None = None
         self._connecting = asyncio.Lock()
         thread = threading.Thread(target=self.loop.run_forever, name="temporal-client", daemon=True)
         thread.start()
 
     async def client(self) -> Client:
         # Keyed by where it points, so that a changed TEMPORAL_HOST (tests, a reload) reconnects.
-        target = (settings.TEMPORAL_HOST, settings.TEMPORAL_NAMESPACE)
+        target = _connection()
         async with self._connecting:
             if self._client is None or self._target != target:
                 try:
@@ -147,4 +169,7 @@ def connect_soon() -> None:
 
 def _report_connect_failure(connecting: Future[Client]) -> None:
     if not connecting.cancelled() and (error := connecting.exception()) is not None:
+        if isinstance(error.__cause__, TemporalMisconfigured):  # no retry mends it: say so loudly
+            logger.error("configuration error: %s", error.__cause__)
+            return
         logger.warning("Temporal at %s not reachable at start: %s", settings.TEMPORAL_HOST, error)

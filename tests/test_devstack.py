@@ -31,6 +31,8 @@ SERVICE_VARIABLES = {
     "DATABASE_URL",
     "REDIS_URL",
     "TEMPORAL_HOST",
+    "TEMPORAL_ADDRESS",
+    "PAYLOAD_ENCRYPTION_KEYS",
     "SECRET_KEY",
     "DEBUG",
     "HTTPS",
@@ -458,3 +460,22 @@ def test_make_run_refuses_a_taken_metrics_port_before_starting_anything(tmp_path
     assert result.returncode == 1
     assert "set WORKER_METRICS_PORT (0 turns them off)" in result.stderr
     assert not (tmp_path / "postgres").exists(), "nothing was started"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TEMPORAL_ADDRESS", "temporal.internal:7233"),
+        ("TEMPORAL_HOST", "temporal:7233"),
+        ("TEMPORAL_PROFILE", "prod"),
+    ],
+)
+def test_make_run_uses_the_temporal_the_environment_names_and_starts_none(variable, value, tmp_path):
+    from devstack.modes import services
+    from devstack.supervisor import Supervisor
+
+    env = {"DATABASE_URL": "postgres://x@127.0.0.1:1/db", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    env[variable] = value
+    processes = Supervisor()
+    assert services(processes, tmp_path, env, mode="run") == {}
+    assert processes.processes == []

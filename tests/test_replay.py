@@ -14,10 +14,15 @@ import json
 from pathlib import Path
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from common import payload_codec
+from common.payload_codec import EncryptionCodec, new_key_entry, parse_keys
 from orders.booking import Activities
 from temporal_worker import workflows
 from temporal_worker.workflows import FEWER_ROUND_TRIPS, PATCHES, REFUND_BEFORE_PAYMENT, BookingWorkflow
@@ -147,3 +152,53 @@ def test_the_local_activities_patch_has_a_branch_for_bookings_from_before_it():
     assert patches_marked(today) == [FEWER_ROUND_TRIPS]
     assert activities_scheduled(today) == [Activities.VALIDATE_PAYMENT]
     assert local_activities(today) == 4, "the hold, PAYMENT_PENDING, the hold over the payment, the sale"
+
+
+# --- With the payload codec, as production runs ----------------------------------------------
+# The recorded histories are in plain text (recorded without the codec, and kept so). Production
+# workers replay encrypted ones: the same histories, sealed as the codec writes them, replay on a
+# Replayer with the project's data converter, and fail on one without it.
+# Not sealed: what the SDK never puts through the codec (search attributes, headers) and the
+# markers, whose data Temporal's core reads itself (a plain payload passes the codec untouched).
+UNSEALED = {"search_attributes", "header", "marker_recorded_event_attributes"}
+
+
+def _seal(message: Message, codec: EncryptionCodec) -> None:
+    for field, value in message.ListFields():
+        if field.type != FieldDescriptor.TYPE_MESSAGE or field.name in UNSEALED:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            entry_type = field.message_type.fields_by_name["value"].message_type
+            for key in list(value):
+                if entry_type is not None and entry_type.full_name == Payload.DESCRIPTOR.full_name:
+                    value[key].CopyFrom(codec.encrypt(value[key]))
+                elif entry_type is not None:
+                    _seal(value[key], codec)
+        elif field.message_type.full_name == Payload.DESCRIPTOR.full_name:
+            if field.is_repeated:
+                sealed = [codec.encrypt(payload) for payload in value]
+                del value[:]
+                value.extend(sealed)
+            else:
+                value.CopyFrom(codec.encrypt(value))
+        elif field.is_repeated:
+            for item in value:
+                _seal(item, codec)
+        else:
+            _seal(value, codec)
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+async def test_a_history_written_with_the_codec_replays_with_it(name: str):
+    keys = parse_keys(new_key_entry("replay"))
+    assert keys is not None
+    history = load(name)
+    for event in history.events:
+        _seal(event, EncryptionCodec(keys))
+    assert b"binary/encrypted" in b"".join(event.SerializeToString() for event in history.events)
+
+    converter = payload_codec.data_converter(keys)
+    with_codec = Replayer(workflows=[BookingWorkflow], workflow_runner=SANDBOX, data_converter=converter)
+    assert (await with_codec.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is None
+    without = Replayer(workflows=[BookingWorkflow], workflow_runner=SANDBOX)
+    assert (await without.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is not None

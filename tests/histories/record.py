@@ -8,6 +8,9 @@ a worker with the in-memory stand-in activities of tests/test_workflow.py, so it
 else running. Every booking starts as production starts it, with update-with-start, and uses
 short holds and timeouts: the whole set records in about half a minute.
 
+They are recorded without the payload codec, on purpose: readable in review, and replayed as
+they are (tests/test_replay.py also seals them as the codec would, and replays them with it).
+
 Record again only after a deliberate change to BookingWorkflow, and never over the histories
 named ``pre_*``: they stand for bookings that were running before a ``workflow.patched`` change,
 which today's code must still replay. Before recording after a new patch, keep the histories of

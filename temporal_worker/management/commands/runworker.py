@@ -23,7 +23,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from common import tracing
-from orders.temporal_client import connect
+from orders.temporal_client import TemporalMisconfigured, connect
 from temporal_worker import metrics
 from temporal_worker.schedules import ensure_reconcile_schedule, ensure_retention_schedule
 from temporal_worker.worker import build_worker
@@ -45,6 +45,10 @@ class Command(BaseCommand):
             asyncio.run(self.serve(task_queue=options.get("task_queue")))  # type: ignore[arg-type]
         except metrics.MetricsPortTaken as error:
             logger.error("configuration error: %s", error)
+            code = 2
+        except TemporalMisconfigured as error:  # a TLS refusal: retrying would not mend it
+            logger.error("configuration error: %s", error)
+            print(f"configuration error: {error}", file=sys.stderr)
             code = 2
         except Exception:
             logger.exception("worker stopped on an error")
@@ -69,8 +73,9 @@ class Command(BaseCommand):
         queue = task_queue or settings.TEMPORAL_TASK_QUEUE
         await self.schedule_reconciliation(client, queue)
         await self.schedule_retention(client, queue)
-        logger.info("worker polling task queue %s on %s", queue, settings.TEMPORAL_HOST)
-        self.stdout.write(f"Worker ready: task queue {queue!r} on {settings.TEMPORAL_HOST}")
+        where = f"{settings.TEMPORAL_HOST} ({settings.TEMPORAL_CONNECTION.secured})"
+        logger.info("worker polling task queue %s on %s", queue, where)
+        self.stdout.write(f"Worker ready: task queue {queue!r} on {where}")
         async with worker:
             await stop.wait()
             logger.info("shutting down: finishing running activities")
@@ -107,6 +112,8 @@ class Command(BaseCommand):
         while not stop.is_set():
             try:
                 return await connect(runtime=runtime)
+            except TemporalMisconfigured:
+                raise
             except RuntimeError as error:
                 logger.warning(
                     "Temporal at %s not reachable yet (%s); retrying", settings.TEMPORAL_HOST, error
