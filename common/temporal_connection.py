@@ -36,6 +36,20 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9._\-]+")
 _BOOLEAN = {"1", "true", "yes", "on", "0", "false", "no", "off"}
 
 # The variables of the TLS files, named in the messages.
+# What temporalio.envconfig reads from the environment by itself (docs/CONFIGURATION.md lists
+# each; tests/test_docs.py holds the two to each other).
+SDK_VARIABLES = (
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_PROFILE",
+    "TEMPORAL_CONFIG_FILE",
+)
 CA = "TEMPORAL_TLS_SERVER_CA_CERT_PATH"
 CERT = "TEMPORAL_TLS_CLIENT_CERT_PATH"
 KEY = "TEMPORAL_TLS_CLIENT_KEY_PATH"

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from booking_site import env
+from common import temporal_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -25,7 +26,11 @@ DOCS = ROOT / "docs"
 #     reader imported by name (``integer("NAME", …)``);
 #   - ``os.environ.get("NAME"[, default])``, ``os.environ["NAME"]``, ``os.getenv("NAME"[, default])``;
 #   - in the launcher (devstack/), ``env.get("NAME"[, default])`` and ``env["NAME"]`` on the
-#     environment dict it hands to the processes it starts.
+#     environment dict it hands to the processes it starts;
+#   - anywhere, ``env.get("NAME")`` or ``environ.get("NAME")`` on an environment mapping handed in
+#     (common/temporal_connection.py, common/payload_codec.py);
+#   - the variables the Temporal SDK's environment configuration reads by itself, which
+#     ``common.temporal_connection.SDK_VARIABLES`` names.
 # Only names written as literals count (``os.environ.setdefault`` and stores are writes, not reads).
 #
 # What CONFIGURATION.md lists: the names in backticks in the first column of its tables
@@ -130,8 +135,8 @@ def reads_in(path: Path) -> list[Read]:
         reader = None
         if isinstance(function, ast.Attribute) and isinstance(function.value, ast.Name | ast.Attribute):
             receiver = ast.unparse(function.value)
-            if (function.attr, receiver) in {("get", "os.environ"), ("getenv", "os")} or (
-                launcher and (function.attr, receiver) == ("get", "env")
+            if (function.attr, receiver) in {("get", "os.environ"), ("getenv", "os"), ("get", "environ")} or (
+                (function.attr, receiver) == ("get", "env")
             ):
                 reader = "raw"
             elif function.attr in READERS and receiver == "env":
@@ -159,6 +164,8 @@ def code_reads() -> dict[str, list[Read]]:
     for path in code_files():
         for read in reads_in(path):
             reads.setdefault(read.name, []).append(read)
+    for name in temporal_connection.SDK_VARIABLES:  # read by temporalio.envconfig itself
+        reads.setdefault(name, []).append(Read(name, "common/temporal_connection.py (the SDK)", "raw"))
     return reads
 
 
@@ -212,6 +219,8 @@ def _duration_texts(value: timedelta) -> set[str]:
         texts |= {f"{seconds * 1000:g}ms", f"{seconds * 1000:g} ms"}
     if seconds and seconds % 60 == 0:
         texts |= {f"{seconds / 60:g}m", f"{seconds / 60:g} min"}
+    if seconds and seconds % 3600 == 0:
+        texts |= {f"{seconds / 3600:g}h", f"{seconds / 3600:g} h"}
     return texts
 
 
