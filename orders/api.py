@@ -39,7 +39,7 @@ def owned_order(request: HttpRequest, order_id: str) -> Order:
     try:
         return ownership.get_owned_order(request, order_id)
     except Http404:
-        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {order_id} not found") from None
+        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {inputs.echoed(order_id)} not found") from None
 
 
 # --- Orders: each change a request kept under its Idempotency-Key ---------------------------
