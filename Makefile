@@ -65,7 +65,7 @@ screenshots: ## Refresh the README's screenshots (docs/screenshots) from the bro
 chaos: $(STAMP) ## The fault suite: book while killing and freezing each part, then check (about 4 min)
 	$(BIN)/python -m devstack.chaos $(ARGS)
 
-bench: $(STAMP) ## Measure the running stack (start it with `make run` first)
+bench: $(STAMP) ## Measure the running stack (start it with `RATE_LIMITS=off make run` first)
 	$(BIN)/python -m devstack.bench $(ARGS)
 
 superuser: $(STAMP) ## Create the first admin user on the `make run` database

@@ -66,6 +66,7 @@ class OrderPage:
     offer_choose_again: bool  # it ended without a sale: back to the seat map
     offer_book_another: bool  # it is booked: back to the flights
     waiting: OrderRequest | None = None  # the request still being confirmed
+    hold_limit_at: datetime | None = None  # the latest the hold can last (SEAT_HOLD_MAX_LIFE)
 
     @property
     def waiting_for(self) -> str | None:
@@ -191,6 +192,7 @@ def order_page(*, order: Order) -> OrderPage:
         offer_choose_again=ended_unsold,
         offer_book_another=order.state == State.CONFIRMED,
         waiting=waiting,
+        hold_limit_at=order.hold_life_ends_at,
     )
 
 

@@ -77,6 +77,8 @@ def test_every_operation_documents_its_errors():
             if method == "parameters" or path == "/api/openapi.json":
                 continue
             assert "503" in operation["responses"], (method, path)
+            if path.startswith("/api/"):  # the requests-per-second limit (never on /healthz)
+                assert "429" in operation["responses"], (method, path)
             if "{orderId}" in path:
                 assert "404" in operation["responses"], (method, path)
             if method in ("post", "put", "delete"):
