@@ -153,7 +153,6 @@ PAY = "/api/orders/ord-0123456789abcdef/pay"
         ("GET", "/api/nowhere", 200, {}, {}, "404 NOT_FOUND"),
         ("PUT", "/api/flights", 405, NOT_ALLOWED, {"Allow": "PUT"}, "GET"),
         ("GET", PAY, 404, NOT_FOUND, {}, "Allow"),
-        ("GET", "/api/orders/ord-xyz/status", 404, NOT_FOUND, {}, "ORDER_NOT_FOUND"),
     ],
 )
 def test_an_answer_the_document_does_not_describe_is_caught(method, path, status, body, headers, why):
