@@ -9,8 +9,9 @@
    learns at once whether they could be held and until when. A first hold that fails ends the
    booking at once.
 2. The hold: a durable timer to an absolute deadline. A seat change (a Workflow Update) holds the
-   new seats, releases the dropped ones and moves the deadline back to the full hold, at most
-   ``max_seat_changes`` times. The deadline passing, or a cancel signal, releases every seat.
+   new seats, releases the dropped ones and moves the deadline back to the full hold (never past
+   ``hold_life_ends_at``, the hold's whole life), at most ``max_seat_changes`` times; the same
+   seats again are no change. The deadline passing, or a cancel signal, releases every seat.
 3. Payment (an Update that answers at once): the holds are extended over the whole payment
    window, then the gateway is tried with Temporal's retry policy (``PAYMENT_RETRY``).
 4. Confirmation writes the sold seats under PostgreSQL's (flight, seat) unique constraint.

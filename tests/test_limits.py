@@ -197,6 +197,24 @@ def test_on_the_order_page_a_seat_change_over_a_limit_is_a_message(limited, sett
     assert Order.objects.get(id=order_id).seats == ["1A"]
 
 
+def test_on_the_pages_seat_clicks_per_minute_are_bounded(limited, settings):
+    settings.ADDRESS_MAX_CHANGES_PER_MINUTE = 2
+    page_customer = Client(REMOTE_ADDR=OFFICE)
+    order_id = re.search(
+        r"ord-[0-9a-f]+", page_customer.post("/flights/fl-101/hold", {"seat": "1A"})["Location"]
+    )
+    page_customer.post(f"/orders/{order_id.group(0)}/seats", {"seat": "1B"}, HTTP_HX_REQUEST="true")
+
+    fragment = page_customer.post(
+        f"/orders/{order_id.group(0)}/seats", {"seat": "1C"}, HTTP_HX_REQUEST="true"
+    )
+
+    assert (
+        "Too many new orders and seat changes from your address (2 per minute)" in fragment.content.decode()
+    )
+    assert Order.objects.get(id=order_id.group(0)).seats == ["1A", "1B"]
+
+
 def test_a_page_over_the_request_rate_is_a_readable_429(limited, settings):
     settings.ADDRESS_MAX_REQUESTS_PER_SECOND = 2
     browser = Client(REMOTE_ADDR=BOT)
