@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker manage temporal system-packages clean audit
+.PHONY: run test mutate fuzz install lint format bench chaos screenshots superuser worker manage temporal system-packages clean audit abuse
 
 run: $(STAMP) ## Start PostgreSQL, Redis, Temporal, the worker and the web server
 	$(BIN)/python -m devstack run
@@ -89,7 +89,10 @@ screenshots: ## Refresh the README's screenshots (docs/screenshots) from the bro
 chaos: $(STAMP) ## The fault suite: book while killing and freezing each part, then check (about 4 min)
 	$(BIN)/python -m devstack.chaos $(ARGS)
 
-bench: $(STAMP) ## Measure the running stack (start it with `make run` first)
+abuse: $(STAMP) ## The hoarding check: bots from one address try to hold a flight while customers book (about 1.5 min)
+	$(BIN)/python -m devstack.abuse $(ARGS)
+
+bench: $(STAMP) ## Measure the running stack (start it with `RATE_LIMITS=off make run` first)
 	$(BIN)/python -m devstack.bench $(ARGS)
 
 # Commands beside a running `make run`: they load the addresses it wrote to its data folder.

@@ -7,6 +7,7 @@ gunicorn configuration turn that error into a single line on stderr and a non-ze
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import urllib.parse
@@ -95,6 +96,15 @@ def string(name: str, default: str, *, pattern: str | None = None, accepts: str 
 
 def listing(name: str, default: str) -> list[str]:
     return [item.strip() for item in _raw(name, default).split(",") if item.strip()]
+
+
+def networks(name: str, default: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of CIDRs (``10.0.0.0/8, ::1/128``; a bare address is one host)."""
+    value = _raw(name, default)
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in listing(name, default)]
+    except ValueError:
+        raise _fail(name, value, "a comma-separated list of CIDRs, such as 10.0.0.0/8,192.0.2.7/32") from None
 
 
 def url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:

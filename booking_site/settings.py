@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "booking_site.metrics.StatusLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "booking_site.ratelimit.RequestRateMiddleware",
     "booking_site.sessions.CheckedSessionMiddleware",
     # /livez and /readyz answer whatever Host a container probe sends: before CommonMiddleware,
     # which validates it (booking_site/health.py). Every other path keeps that validation.
@@ -240,6 +241,31 @@ if FAILPOINTS and os.environ.get("STACK_MODE") != "test":
 MAX_SEATS_PER_ORDER = env.integer("MAX_SEATS_PER_ORDER", 9, minimum=1, maximum=50)
 # Each seat change resets the hold and adds history: a cap keeps both bounded.
 MAX_SEAT_CHANGES = env.integer("MAX_SEAT_CHANGES", 20, minimum=0, maximum=100)
+
+# A hold's whole life, from the order's creation: a seat change resets the timer to the full
+# SEAT_RESERVATION_TIMEOUT, but never past this (docs/CONFIGURATION.md, "Limits").
+SEAT_HOLD_MAX_LIFE = env.duration("SEAT_HOLD_MAX_LIFE", "45m", minimum=timedelta(seconds=1))
+if SEAT_HOLD_MAX_LIFE < SEAT_RESERVATION_TIMEOUT:
+    raise env.SettingsError(
+        f"SEAT_HOLD_MAX_LIFE={os.environ.get('SEAT_HOLD_MAX_LIFE', '45m')!r} is not valid: "
+        "expected a duration no shorter than SEAT_RESERVATION_TIMEOUT"
+    )
+
+# --- Limits: what one client can hold and do (OWASP OAT-021; docs/CONFIGURATION.md, "Limits") --
+# RATE_LIMITS=off turns every limit below off (benchmarks and load tests from one address).
+RATE_LIMITS = env.boolean("RATE_LIMITS", True)
+# The client is the socket's address, or the first untrusted hop of X-Forwarded-For when the
+# socket's address is one of these proxies (empty: no proxy is trusted, the header is ignored).
+TRUSTED_PROXIES = env.networks("TRUSTED_PROXIES", "")
+# Per session: one live order per flight (always), and at most this many seats held at once.
+SESSION_MAX_SEATS_HELD = env.integer("SESSION_MAX_SEATS_HELD", 9, minimum=1, maximum=100)
+# Per client address, across all its sessions: seats held at once (counted from the live orders
+# themselves), creates and seat changes per minute, and requests per second (a 2 s poll is 0.5/s).
+ADDRESS_MAX_SEATS_HELD = env.integer("ADDRESS_MAX_SEATS_HELD", 30, minimum=1, maximum=100_000)
+ADDRESS_MAX_CHANGES_PER_MINUTE = env.integer("ADDRESS_MAX_CHANGES_PER_MINUTE", 60, minimum=1, maximum=100_000)
+ADDRESS_MAX_REQUESTS_PER_SECOND = env.integer(
+    "ADDRESS_MAX_REQUESTS_PER_SECOND", 50, minimum=1, maximum=100_000
+)
 
 # --- Security ------------------------------------------------------------------------------
 # HTTPS=true when the site is served over TLS (directly or behind a proxy that sets

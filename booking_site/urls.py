@@ -17,10 +17,10 @@ api_patterns = [
     path("flights", flights_api.flight_list, name="flight-list"),
     path("flights/<flight_id:flight_id>", flights_api.flight_detail, name="flight-detail"),
     path("orders", api.order_create, name="order-create"),
-    path("orders/<order_id:order_id>", api.order_resource, name="order"),
-    path("orders/<order_id:order_id>/seats", api.order_seats, name="order-seats"),
-    path("orders/<order_id:order_id>/status", api.order_status, name="order-status"),
-    path("orders/<order_id:order_id>/pay", api.order_pay, name="order-pay"),
+    path("orders/<order_ref:order_id>", api.order_resource, name="order"),
+    path("orders/<order_ref:order_id>/seats", api.order_seats, name="order-seats"),
+    path("orders/<order_ref:order_id>/status", api.order_status, name="order-status"),
+    path("orders/<order_ref:order_id>/pay", api.order_pay, name="order-pay"),
     path("openapi.json", openapi.document_json, name="openapi"),
 ]
 

@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from common import metrics
 from common.errors import Refused
+from common.ratelimit import Limited
 
 View = Callable[..., JsonResponse]
 RETRY_AFTER_SECONDS = 2
@@ -42,6 +43,10 @@ STATUS_OF = {
     "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,
     "IDEMPOTENCY_KEY_REUSED": 422,
+    # Over a limit on one client (orders.hoarding, common.ratelimit), with Retry-After.
+    "RATE_LIMITED": 429,
+    "TOO_MANY_SEATS_HELD": 429,
+    "ORDER_ALREADY_OPEN": 429,
     "SERVICE_UNAVAILABLE": 503,
 }
 
@@ -66,7 +71,10 @@ def refused(refusal: Refused) -> JsonResponse:
     status = STATUS_OF.get(refusal.code, 400)
     if status == 503:  # the workflow could not carry the request out: its stores did not answer
         metrics.unavailable("update_failed")
-    return error(status, refusal.code, refusal.message, **extra)
+    reply = error(status, refusal.code, refusal.message, **extra)
+    if isinstance(refusal, Limited):
+        reply["Retry-After"] = str(refusal.retry_after)
+    return reply
 
 
 def api_view(*methods: str) -> Callable[[View], View]:

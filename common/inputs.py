@@ -180,7 +180,31 @@ class OrderIdConverter(FlightIdConverter):
     regex = ORDER_ID
 
 
+class OrderReferenceConverter(FlightIdConverter):
+    """``<order_ref:...>``: any one path segment. The API answers every id under /api/orders/
+    that is not an order of the session with the PRD's ``404 ORDER_NOT_FOUND``, whatever its
+    shape (``ord-xyz``, the PRD's own example, included); the view never looks one up unless it is
+    an id this session holds."""
+
+    regex = r"[^/]+"
+
+
+# An id echoed back in a message ("Order <id> not found") is cut to this many characters.
+MAX_ECHOED_ID = 64
+
+
+def echoed(text: str) -> str:
+    """``text`` as it can be said back to a client: at most MAX_ECHOED_ID characters, and every
+    character that is not printable (controls, NUL, lone surrogates, bidi overrides) written as
+    its escape (``\\x00``, ``\\u202e``), so that a message shows what was sent and nothing
+    can hide in it."""
+    cut = text[:MAX_ECHOED_ID]
+    shown = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in cut)
+    return shown + ("…" if len(text) > MAX_ECHOED_ID else "")
+
+
 def register_converters() -> None:
     """Called once, by the root URLconf, before the apps' URLconfs are included."""
     register_converter(FlightIdConverter, "flight_id")
     register_converter(OrderIdConverter, "order_id")
+    register_converter(OrderReferenceConverter, "order_ref")

@@ -124,6 +124,11 @@ class Customer:
                     raise
         if cookie := reply.getheader("Set-Cookie"):
             self.cookie = cookie.split(";", 1)[0]
+        if reply.status == 429:  # every bench customer is one client address
+            raise SystemExit(
+                "bench: the stack refused a request as over a limit on one client (429): "
+                "start it with `RATE_LIMITS=off make run` for the bench (docs/PERFORMANCE.md)"
+            )
         return reply.status, (json.loads(data) if data else {})
 
     def timed(self, method: str, path: str, body: object = None) -> tuple[float, int, dict]:

@@ -209,6 +209,9 @@ def test(supervisor: Supervisor, pytest_args: list[str]) -> int:
         env.setdefault("STATIC_MANIFEST", "false")  # see settings.STATIC_MANIFEST
         # Payloads encrypted in the tests as in production: a key of this run's own.
         env.setdefault("PAYLOAD_ENCRYPTION_KEYS", new_key_entry("test-1"))
+        # Every test customer comes from 127.0.0.1 (30 buyers racing, the fuzzer): the limits on
+        # one client are off, and tests/test_limits.py turns them on with its own numbers.
+        env.setdefault("RATE_LIMITS", "off")
         env.update(services(supervisor, data, env, mode="test"))
         # In the launcher's own process group, so that Ctrl-C and --pdb reach pytest as before.
         tests = [PYTHON, "-m", "tests.run", *pytest_args]

@@ -23,7 +23,7 @@ from django.utils import timezone
 from common import inputs, metrics
 from common.api import RETRY_AFTER_SECONDS, ApiError, api_view, error, iso, refused
 from common.errors import Refused
-from orders import commands, ownership, requests, selectors, validation
+from orders import commands, hoarding, ownership, requests, selectors, validation
 from orders.booking import BookingStatus
 from orders.errors import SERVICE_UNAVAILABLE
 from orders.models import Order, RequestKind
@@ -39,7 +39,7 @@ def owned_order(request: HttpRequest, order_id: str) -> Order:
     try:
         return ownership.get_owned_order(request, order_id)
     except Http404:
-        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {order_id} not found") from None
+        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {inputs.echoed(order_id)} not found") from None
 
 
 # --- Orders: each change a request kept under its Idempotency-Key ---------------------------
@@ -106,7 +106,11 @@ def order_create(request: HttpRequest) -> JsonResponse:
     def create() -> BookingStatus:
         flight, seats = validation.new_order(body)
         return commands.create_order(
-            order_request=order_request, flight=flight, seats=seats, session=request.session
+            order_request=order_request,
+            flight=flight,
+            seats=seats,
+            session=request.session,
+            client=hoarding.client_of(request),
         )
 
     result = requests.carry_out(order_request, create)
@@ -136,7 +140,9 @@ def order_seats(request: HttpRequest, order_id: str) -> JsonResponse:
         if "seats" not in body:
             raise Refused("VALIDATION_ERROR", '"seats" is required')
         seats = validation.seat_list(body["seats"], flight=order.flight)
-        return commands.change_seats(order=order, seats=seats, request=order_request)
+        return commands.change_seats(
+            order=order, seats=seats, request=order_request, client=hoarding.client_of(request)
+        )
 
     result = requests.carry_out(order_request, change)
     return answer(result, answered=lambda s: JsonResponse(status_json(s, fields=SEAT_FIELDS)))
@@ -196,6 +202,7 @@ def order_json(order: Order, waiting: requests.OrderRequest | None) -> dict[str,
         "status": order.state,
         "seats": order.seats,
         "expiresAt": iso(order.hold_expires_at),
+        "holdLimitAt": iso(order.hold_life_ends_at),
         "timerRemaining": remaining,
         "paymentAttempts": order.payment_attempts,
         "lastError": order.last_error or None,

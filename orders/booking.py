@@ -189,6 +189,10 @@ class BookingInput:
     # Each seat change adds history and resets the hold: a cap keeps both bounded. The default
     # lets histories recorded before the cap existed still load.
     max_seat_changes: int = 20
+    # The latest the hold can last, however often the seats change (the order's creation plus
+    # SEAT_HOLD_MAX_LIFE): a change resets the timer to a full hold, never past this. None (the
+    # default, for bookings started before the cap) leaves the hold uncapped.
+    hold_life_ends_at: datetime | None = None
 
 
 @dataclass

@@ -42,7 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from common import tracing
 from common.errors import Refused
 from flights.models import Flight
-from orders import ownership, requests, temporal_client
+from orders import hoarding, ownership, requests, temporal_client
 from orders.booking import (
     WORKFLOW,
     BookingInput,
@@ -96,6 +96,7 @@ def _start(order: Order) -> dict[str, Any]:
             payment_timeout_seconds=settings.PAYMENT_VALIDATION_TIMEOUT.total_seconds(),
             payment_max_attempts=settings.PAYMENT_MAX_RETRIES,
             max_seat_changes=settings.MAX_SEAT_CHANGES,
+            hold_life_ends_at=order.hold_life_ends_at,
         ),
         "id": order.workflow_id,
         "task_queue": settings.TEMPORAL_TASK_QUEUE,
@@ -107,18 +108,24 @@ def _start(order: Order) -> dict[str, Any]:
 
 
 def create_order(
-    *, order_request: OrderRequest, flight: Flight, seats: list[str], session: SessionBase
+    *,
+    order_request: OrderRequest,
+    flight: Flight,
+    seats: list[str],
+    session: SessionBase,
+    client: hoarding.Client,
 ) -> BookingStatus:
     """Start a new order for the session, holding ``seats`` (or, when this is a retry of a create
     whose answer was late, carry on with the order that create made).
 
     The order's row and its ownership are saved before Temporal hears of it, so the customer can
     follow it whatever happens next. When Temporal surely refused it, or never heard of it, the
-    order is removed again: the customer is told so, and nothing remains.
+    order is removed again: the customer is told so, and nothing remains. A new order over one
+    of the client's limits (``orders.hoarding``) is refused before anything is written.
     """
     if order_request.order is not None:
         return hold_first_seats(order=order_request.order)
-    order = new_order(flight=flight, seats=seats)
+    order = new_order(flight=flight, seats=seats, client=client)
     requests.attach(order_request, order)
     ownership.remember(session, order.id)
     session.save()
@@ -130,9 +137,21 @@ def create_order(
         raise
 
 
-def new_order(*, flight: Flight, seats: list[str]) -> Order:
-    """The order's row, written before Temporal hears of it (CREATED, with the seats asked for)."""
-    return Order.objects.create(id=new_order_id(), flight=flight, state=State.CREATED, seats=seats)
+def new_order(*, flight: Flight, seats: list[str], client: hoarding.Client | None = None) -> Order:
+    """The order's row, written before Temporal hears of it (CREATED, with the seats asked for),
+    in the transaction that checked the client's limits: from now on it counts against them.
+    (``create_order`` always names the client; only tests make an order for nobody.)"""
+    with transaction.atomic():
+        if client is not None:
+            hoarding.check_new_order(client=client, flight=flight, seats=seats)
+        return Order.objects.create(
+            id=new_order_id(),
+            flight=flight,
+            state=State.CREATED,
+            seats=seats,
+            client_address=client.address if client is not None else "",
+            hold_life_ends_at=timezone.now() + settings.SEAT_HOLD_MAX_LIFE,
+        )
 
 
 def discard(order: Order) -> None:
@@ -198,9 +217,14 @@ def _ensure_changeable_for(order: Order, request: OrderRequest) -> None:
         ensure_changeable(order)
 
 
-def change_seats(*, order: Order, seats: list[str], request: OrderRequest) -> BookingStatus:
-    """Hold exactly ``seats`` for the order and reset its timer (the ``hold_seats`` update)."""
+def change_seats(
+    *, order: Order, seats: list[str], request: OrderRequest, client: hoarding.Client
+) -> BookingStatus:
+    """Hold exactly ``seats`` for the order and reset its timer (the ``hold_seats`` update),
+    within the client's limits (``orders.hoarding``)."""
     _ensure_changeable_for(order, request)
+    if not getattr(request, "resumed", False):
+        hoarding.check_seat_change(client=client, order=order, seats=seats)
     return _update(order, Updates.HOLD_SEATS, SeatSelection(seats=seats), request.update_id)
 
 

@@ -82,6 +82,12 @@ class Order(models.Model):
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The client address it was created from (common.clients), whose seats held are counted from
+    # the live orders (orders.hoarding); empty for orders from before it was kept.
+    client_address = models.CharField(max_length=64, blank=True, default="")
+    # The latest the hold can last, however often the seats change (SEAT_HOLD_MAX_LIFE from the
+    # creation; the workflow is given it when it starts). Null for orders from before the cap.
+    hold_life_ends_at = models.DateTimeField(null=True, blank=True)
 
     objects = OrderQuerySet.as_manager()
     open_request_id: int | None  # not a column: read by OrderQuerySet.with_open_request()
@@ -93,6 +99,14 @@ class Order(models.Model):
             models.CheckConstraint(
                 condition=Q(state__in=[state.value for state in State]), name="order_state_known"
             ),
+        ]
+        indexes = [
+            # The seats one client address holds (orders.hoarding): its live orders only.
+            models.Index(
+                fields=["client_address"],
+                condition=Q(state__in=sorted(state.value for state in {State.CREATED, *ACTIVE_STATES})),
+                name="order_live_by_client",
+            )
         ]
 
     def __str__(self) -> str:

@@ -186,10 +186,15 @@ def finish_settled(
         _finish(request, RequestState.DONE, {"answered": _status_json(status)})
 
 
+# Refusals that say "not now" (temporarily unavailable; over a limit, with Retry-After): they
+# changed nothing, and a retry with the same key is carried out again (LOST), not answered the
+# same refusal for ever.
+NOT_NOW = {SERVICE_UNAVAILABLE_CODE, "RATE_LIMITED", "TOO_MANY_SEATS_HELD", "ORDER_ALREADY_OPEN"}
+
+
 def _state_after(refusal: Refused) -> RequestState:
-    """A refusal is the request's final answer, but for "temporarily unavailable": that changed
-    nothing, and a retry with the same key is carried out again (LOST)."""
-    return RequestState.LOST if refusal.code == SERVICE_UNAVAILABLE_CODE else RequestState.DONE
+    """A refusal is the request's final answer, but for one that says "not now" (``NOT_NOW``)."""
+    return RequestState.LOST if refusal.code in NOT_NOW else RequestState.DONE
 
 
 def _finish(request: OrderRequest, state: RequestState, outcome: dict[str, Any] | None) -> None:

@@ -94,6 +94,7 @@ class OrderPage:
     @property
     def money_fingerprint(self) -> str:
         return "+".join(line.status for line in self.charges) or "-"
+    hold_limit_at: datetime | None = None  # the latest the hold can last (SEAT_HOLD_MAX_LIFE)
 
     @property
     def waiting_for(self) -> str | None:
@@ -221,6 +222,7 @@ def order_page(*, order: Order) -> OrderPage:
         offer_book_another=order.state == State.CONFIRMED,
         waiting=waiting,
         charges=charge_lines(charges_of(order)),
+        hold_limit_at=order.hold_life_ends_at,
     )
 
 

@@ -20,7 +20,7 @@ from common import inputs
 from common.errors import Refused
 from flights.inventory import seat_map
 from flights.models import Flight
-from orders import commands, ownership, requests, validation
+from orders import commands, hoarding, ownership, requests, validation
 from orders.booking import BookingStatus
 from orders.models import Order, OrderRequest, RequestKind
 from orders.requests import Result
@@ -120,12 +120,18 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
         seats = validation.seat_list(held if seat in held else [*held, seat], flight=flight)
         if order_request.kind == RequestKind.CREATE:  # a new order, or a retry of the click that made one
             return commands.create_order(
-                order_request=order_request, flight=flight, seats=seats, session=request.session
+                order_request=order_request,
+                flight=flight,
+                seats=seats,
+                session=request.session,
+                client=hoarding.client_of(request),
             )
         assert order is not None  # a seat change is of an order this session holds
         if seats == held:
             return commands.status_of(order)
-        return commands.change_seats(order=order, seats=seats, request=order_request)
+        return commands.change_seats(
+            order=order, seats=seats, request=order_request, client=hoarding.client_of(request)
+        )
 
     try:
         order_request = _claim(request, RequestKind.CREATE if order is None else RequestKind.SEATS, order)
@@ -187,7 +193,9 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
 
         def change() -> BookingStatus:
             seats = validation.seat_list(selection, flight=order.flight)
-            return commands.change_seats(order=order, seats=seats, request=order_request)
+            return commands.change_seats(
+                order=order, seats=seats, request=order_request, client=hoarding.client_of(request)
+            )
 
         message = _problem(requests.carry_out(order_request, change))
     except FormRefused as refusal:

@@ -9,8 +9,9 @@
    learns at once whether they could be held and until when. A first hold that fails ends the
    booking at once.
 2. The hold: a durable timer to an absolute deadline. A seat change (a Workflow Update) holds the
-   new seats, releases the dropped ones and moves the deadline back to the full hold, at most
-   ``max_seat_changes`` times. The deadline passing, or a cancel signal, releases every seat.
+   new seats, releases the dropped ones and moves the deadline back to the full hold (never past
+   ``hold_life_ends_at``, the hold's whole life), at most ``max_seat_changes`` times; the same
+   seats again are no change. The deadline passing, or a cancel signal, releases every seat.
 3. Payment (an Update that answers at once): the holds are extended over the whole payment
    window, then the gateway is tried with Temporal's retry policy (``PAYMENT_RETRY``).
    Every attempt asks the gateway with the order's idempotency key, so a retry after an approval
@@ -98,9 +99,12 @@ REFUND_BEFORE_PAYMENT = "refund-registered-before-payment"
 # Bookkeeping as local activities, and no timer while the first hold is under way: half the
 # round trips through Temporal per booking (docs/PERFORMANCE.md).
 FEWER_ROUND_TRIPS = "bookkeeping-as-local-activities"
+# A change to the seats already held is no change: it neither resets the hold nor counts, and
+# runs no activity (the hold's whole life is capped by BookingInput.hold_life_ends_at).
+HOLD_LIFE_CAP = "hold-life-cap"
 # Every patch id, oldest first. The last is the newest: a history recorded since it must be in
 # tests/histories/, so that replay covers the path bookings take today (tests/test_replay.py).
-PATCHES = (REFUND_BEFORE_PAYMENT, FEWER_ROUND_TRIPS)
+PATCHES = (REFUND_BEFORE_PAYMENT, FEWER_ROUND_TRIPS, HOLD_LIFE_CAP)
 
 
 async def call_store(
@@ -271,13 +275,15 @@ class BookingWorkflow:
             if self._state is State.CREATED:
                 # Before the step: whatever a first hold took is let go if the booking fails.
                 self._saga.add(self._release_held_seats)
+            elif sorted(seats) == sorted(self._seats) and workflow.patched(HOLD_LIFE_CAP):
+                return self.get_status()  # the same seats: no change, the timer as it is
             else:
                 self._seat_changes += 1
             try:
                 await self._transition(
                     State.SEATS_RESERVED,
                     seats=seats,
-                    hold_expires_at=workflow.now() + self._hold_duration,
+                    hold_expires_at=self._full_hold_deadline(),
                     write=self._holding(
                         self._hold_duration + self._ttl_margin,
                         release=[seat for seat in self._seats if seat not in seats],
@@ -508,6 +514,12 @@ class BookingWorkflow:
         limit = self._booking.max_seat_changes
         if self._state is not State.CREATED and self._seat_changes >= limit:
             raise ApplicationError(Messages.too_many_changes(limit), type=ErrorType.TOO_MANY_CHANGES)
+
+    def _full_hold_deadline(self) -> datetime:
+        """A full hold from now, but never past the end of the hold's whole life."""
+        deadline = workflow.now() + self._hold_duration
+        life_ends = self._booking.hold_life_ends_at
+        return deadline if life_ends is None else min(deadline, life_ends)
 
     def _live_deadline(self) -> datetime | None:
         """When the hold runs out; None once it has."""

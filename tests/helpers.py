@@ -32,8 +32,10 @@ class Response:
 class ApiClient:
     """One customer's browser session, speaking real HTTP to the live server."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, headers: dict[str, str] | None = None) -> None:
+        """``headers``: sent with every request (``X-Forwarded-For``, for a customer elsewhere)."""
         self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers or {})
         self.cookies = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
 
@@ -50,7 +52,7 @@ class ApiClient:
     ) -> Response:
         """``key``: sent as the Idempotency-Key header."""
         data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self.headers)
         if data is not None:
             request.add_header("Content-Type", content_type)
         if key is not None:

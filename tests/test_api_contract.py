@@ -78,6 +78,8 @@ def test_every_operation_documents_its_errors():
             if method == "parameters" or path in ("/api/openapi.json", "/livez"):
                 continue
             assert "503" in operation["responses"], (method, path)
+            if path.startswith("/api/"):  # the requests-per-second limit (never on /healthz)
+                assert "429" in operation["responses"], (method, path)
             if "{orderId}" in path:
                 assert "404" in operation["responses"], (method, path)
             if method in ("post", "put", "delete"):
@@ -168,8 +170,43 @@ def test_an_answer_the_document_does_not_describe_is_caught(method, path, status
         ("POST", "/api/orders", 503, {"error": "SERVICE_UNAVAILABLE", "message": "x"}, {"Retry-After": "2"}),
         ("GET", "/api/nowhere", 404, NOT_FOUND, {}),
         ("PUT", "/api/flights", 405, NOT_ALLOWED, {"Allow": "GET"}),
-        ("GET", "/api/orders/ord-XYZ/pay", 404, NOT_FOUND, {}),
+        ("GET", "/api/orders/ord-xyz/status", 404, {"error": "ORDER_NOT_FOUND", "message": "x"}, {}),
     ],
 )
 def test_an_answer_as_documented_passes(method, path, status, body, headers):
     assert answer(method, path, status, body, **headers) is None, json.dumps(body)
+
+
+# --- The PRD's 404 for an order, whatever the id looks like -------------------------------------
+
+ORDER_PATHS = [
+    ("GET", "/api/orders/{}/status"),
+    ("GET", "/api/orders/{}"),
+    ("PUT", "/api/orders/{}/seats"),
+    ("POST", "/api/orders/{}/pay"),
+    ("DELETE", "/api/orders/{}"),
+]
+
+
+@pytest.mark.parametrize(("method", "template"), ORDER_PATHS)
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("ord-xyz", "ord-xyz"),  # the PRD's own example
+        ("ord-0123456789abcdef", "ord-0123456789abcdef"),  # an order's shape, but no order
+        ("ORD-0123456789ABCDEF", "ORD-0123456789ABCDEF"),
+        ("12345", "12345"),
+        ("order%20one", "order one"),
+        ("%3Cb%3Ehi", "<b>hi"),  # JSON carries it as text; nothing renders it
+        ("ord-%00x", "ord-\\x00x"),
+        ("%E2%80%AEfdp.exe", "\\u202efdp.exe"),
+        ("x" * 300, "x" * 64 + "…"),
+    ],
+    ids=["prd", "order-shaped", "upper", "digits", "space", "markup", "nul", "bidi", "long"],
+)
+@pytest.mark.django_db
+def test_every_order_id_that_is_not_this_sessions_is_the_prds_404(client, method, template, sent, shown):
+    reply = client.generic(method, template.format(sent), b"{}", content_type="application/json")
+
+    assert reply.status_code == 404
+    assert reply.json() == {"error": "ORDER_NOT_FOUND", "message": f"Order {shown} not found"}

@@ -147,8 +147,6 @@ def test_an_idempotency_key_with_a_nul_is_400():
         "/api/flights/fl-%ED%A0%80",
         "/api/flights/FL-101",
         "/api/flights/" + "f" * 5000,
-        "/api/orders/ord-%00/status",
-        "/api/orders/ord-0123456789abcdef%00/pay",
         "/api/flights/fl-101/seats",
         "/api/orders/",
         "/api",

@@ -39,6 +39,24 @@ def test_defaults_match_the_product(settings):
     assert timedelta(seconds=60) == settings.SEAT_HOLD_TTL_MARGIN
 
 
+def test_the_limits_default_to_a_public_site_behind_nat():
+    # Read in a fresh process without the variables: the test stack itself runs with RATE_LIMITS=off.
+    names = ("RATE_LIMITS", "TRUSTED_PROXIES", "SESSION_MAX_SEATS_HELD", "ADDRESS_MAX_SEATS_HELD")
+    environment = {k: v for k, v in os.environ.items() if k not in names and k != "SEAT_HOLD_MAX_LIFE"}
+    code = f"from django.conf import settings as s; print(*(getattr(s, n) for n in {names!r}))"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code + "; print(s.SEAT_HOLD_MAX_LIFE)"],
+        cwd=ROOT,
+        env={**environment, "SECRET_KEY": "x" * 50},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.stdout.splitlines()[-2:] == ["True [] 9 30", "0:45:00"], result.stdout + result.stderr
+
+
 def run_manage(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k not in overrides}
     environment.update({"SECRET_KEY": "x" * 50, **overrides})
@@ -67,6 +85,11 @@ def run_manage(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]
         ("CACHE_REDIS_URL", "localhost:6379", "redis://"),
         ("IDEMPOTENCY_KEY_RETENTION", "10m", "at least 3600s"),
         ("RETENTION_BATCH_SIZE", "0", "a whole number from 1 to 100000"),
+        ("RATE_LIMITS", "sometimes", "true or false"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local", "a comma-separated list of CIDRs"),
+        ("ADDRESS_MAX_SEATS_HELD", "0", "a whole number from 1 to 100000"),
+        ("SESSION_MAX_SEATS_HELD", "many", "a whole number from 1 to 100"),
+        ("SEAT_HOLD_MAX_LIFE", "10m", "no shorter than SEAT_RESERVATION_TIMEOUT"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line_naming_it(variable, value, accepts):

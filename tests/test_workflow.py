@@ -272,12 +272,16 @@ async def start(  # type: ignore[no-untyped-def]
     max_changes: int = 20,
     hold: timedelta = HOLD,
     task_timeout: timedelta | None = None,
+    life: timedelta | None = None,
 ) -> WorkflowHandle:
     env, _, task_queue = world
     order_id = f"ord-{uuid.uuid4().hex[:20]}"
+    life_ends = (await env.get_current_time()) + life if life is not None else None
     return await env.client.start_workflow(
         BookingWorkflow.run,
-        BookingInput(order_id, "fl-101", hold.total_seconds(), 60, payment_timeout, attempts, max_changes),
+        BookingInput(
+            order_id, "fl-101", hold.total_seconds(), 60, payment_timeout, attempts, max_changes, life_ends
+        ),
         id=f"booking-{order_id}",
         task_queue=task_queue,
         task_timeout=task_timeout,
@@ -325,6 +329,40 @@ async def test_a_seat_change_resets_the_timer_and_releases_dropped_seats(world):
     result = await booking.handle.result()
     assert result.state == State.EXPIRED
     assert stores.last.at - changed.hold_expires_at < timedelta(seconds=1)
+
+
+async def test_seat_changes_never_stretch_the_hold_past_its_whole_life(world):
+    env, stores, _ = world
+    booking = await book(world, ["7A"], life=timedelta(minutes=45))
+    life_ends = stores.records[0].at + timedelta(minutes=45)
+    deadlines = []
+    for seat in ("7B", "7C", "7D"):  # 14 minutes apart: each would give 15 more
+        await env.sleep(timedelta(minutes=14))
+        deadlines.append(
+            (await booking.update(BookingWorkflow.hold_seats, SeatSelection([seat]))).hold_expires_at
+        )
+
+    result = await booking.handle.result()
+
+    assert deadlines[0] - stores.records[0].at >= timedelta(minutes=29), "a change still resets the timer"
+    assert abs(deadlines[-1] - life_ends) < timedelta(seconds=1), "but never past the cap"
+    assert result.state == State.EXPIRED
+    assert stores.last.at - life_ends < timedelta(seconds=1), "45 minutes after the first hold, not 57"
+    assert stores.holds == {}
+
+
+async def test_a_change_to_the_same_seats_is_no_change(world):
+    env, stores, _ = world
+    booking = await book(world, ["7A", "7B"], max_changes=1)
+    await env.sleep(timedelta(minutes=10))
+
+    same = await booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B", "7A"]))
+
+    assert same.hold_expires_at == booking.first.hold_expires_at, "the timer is not reset"
+    assert same.seats == ["7A", "7B"]
+    assert stores.calls.count(Activities.HOLD_SEATS) == 1, "nothing written"
+    changed = await booking.update(BookingWorkflow.hold_seats, SeatSelection(["7C"]))
+    assert changed.seats == ["7C"], "it did not count against the one change allowed"
 
 
 async def test_payment_tries_exactly_three_times_with_backoff_then_fails_and_releases(world):
