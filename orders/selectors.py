@@ -3,6 +3,7 @@ and every text the template prints is decided here, from the order's row and its
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -213,6 +214,15 @@ def order_on_flight(order: Order | None) -> OrderOnFlight | None:
         )
     note = f"You are holding {seats} on this flight. Seats you pick here are added to that order."
     return OrderOnFlight(order, note, "Continue your booking")
+
+
+def flight_map_version(*, plan: SeatMap, yours: OrderOnFlight | None) -> str:
+    """What a flight's polled seat map shows: its seats, and the note on this session's order. A
+    poll that sends it back unchanged gets 204, so the note is part of it: the seats of a
+    cancelled order can be released before its row says so, and "You are holding 17C" must not
+    outlive the hold behind "180 of 180 available"."""
+    note = f"{yours.order.id}|{yours.note}|{yours.link_text}" if yours else "-"
+    return f"{plan.fingerprint}.{hashlib.blake2s(note.encode(), digest_size=6).hexdigest()}"
 
 
 def toggled(seats: list[str], seat: str) -> list[str]:

@@ -24,7 +24,7 @@ from orders import commands, ownership, requests, validation
 from orders.booking import BookingStatus
 from orders.models import Order, OrderRequest, RequestKind
 from orders.requests import Result
-from orders.selectors import order_on_flight, order_page, toggled
+from orders.selectors import flight_map_version, order_on_flight, order_page, toggled
 from orders.templatetags.booking_forms import FIELD as KEY_FIELD
 
 PAGE = "orders/order_detail.html"
@@ -98,11 +98,12 @@ def choose_seats(request: HttpRequest, flight_id: str) -> HttpResponse:
     added to that order."""
     flight = get_object_or_404(Flight, id=flight_id)
     order = ownership.live_order_on(request, flight)
-    plan = seat_map(flight=flight, order_id=order.id if order else None)
-    if request.htmx and request.GET.get("v") == plan.fingerprint:
+    plan, yours = seat_map(flight=flight, order_id=order.id if order else None), order_on_flight(order)
+    version = flight_map_version(plan=plan, yours=yours)
+    if request.htmx and request.GET.get("v") == version:
         return HttpResponse(status=UNCHANGED)
     template = f"{SEAT_MAP_PAGE}#seat-map" if request.htmx else SEAT_MAP_PAGE
-    return render(request, template, {"flight": flight, "plan": plan, "yours": order_on_flight(order)})
+    return render(request, template, {"flight": flight, "plan": plan, "yours": yours, "version": version})
 
 
 @require_POST
@@ -134,11 +135,12 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
             raise FormRefused(problem)
     except FormRefused as refusal:
         if request.htmx:
-            plan = seat_map(flight=flight, order_id=order.id if order else None)
+            plan, yours = seat_map(flight=flight, order_id=order.id if order else None), order_on_flight(order)
             context = {
                 "flight": flight,
                 "plan": plan,
-                "yours": order_on_flight(order),
+                "yours": yours,
+                "version": flight_map_version(plan=plan, yours=yours),
                 "message": refusal.message,
             }
             return render(request, f"{SEAT_MAP_PAGE}#seat-map", context)

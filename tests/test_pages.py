@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from flights import inventory
 from flights.models import Flight
 from orders.models import Order
 from tests.helpers import wait_for
@@ -207,3 +208,21 @@ def test_another_customer_on_the_flight_map_starts_their_own_order(client, stack
 
     assert second != first
     assert Order.objects.get(id=first).seats == ["13A"]
+
+
+def test_after_release_my_seats_the_flight_map_stops_saying_you_hold_them(client, stack):
+    """The seats of a cancelled order are released before its row says CANCELLED: the map
+    rendered in between says "You are holding 17C" beside 17C shown free, and its next poll
+    must replace that note, not answer "unchanged"."""
+    order_id = hold(client, "17C")
+    inventory.release(flight_id="fl-101", order_id=order_id, seats=["17C"])  # the release step ran
+    page = client.get("/flights/fl-101/").content.decode()
+    version = re.search(r'hx-vals=\'\{"v": "([^"]+)"\}\'', page).group(1)
+    assert "You are holding 17C" in page and 'aria-label="Seat 17C, available"' in page
+
+    client.post(f"/orders/{order_id}/cancel")
+    wait_for(lambda: Order.objects.get(id=order_id).state == "CANCELLED", timeout=30, what="the cancel")
+    reply = client.get("/flights/fl-101/", {"v": version}, **HTMX)
+
+    assert reply.status_code == 200, "the note changed: the poll must not answer 204"
+    assert "You are holding" not in reply.content.decode()
