@@ -135,7 +135,8 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
             raise FormRefused(problem)
     except FormRefused as refusal:
         if request.htmx:
-            plan, yours = seat_map(flight=flight, order_id=order.id if order else None), order_on_flight(order)
+            plan = seat_map(flight=flight, order_id=order.id if order else None)
+            yours = order_on_flight(order)
             context = {
                 "flight": flight,
                 "plan": plan,
