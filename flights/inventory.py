@@ -77,6 +77,16 @@ class SeatMap:
         return hashlib.blake2s(f"{statuses}{self.holds_known}".encode(), digest_size=8).hexdigest()
 
     @property
+    def seats_across(self) -> int:
+        return self.flight.seats_per_row
+
+    @property
+    def aisles(self) -> int:
+        """How many aisles a row crosses (with ``seats_across``, what the page scales the seats by,
+        so that a whole row fits a phone)."""
+        return self.flight.cabin_layout.count("-")
+
+    @property
     def column_headers(self) -> list[str]:
         return [" " if letter == "-" else letter for letter in self.flight.cabin_layout]
 

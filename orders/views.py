@@ -143,6 +143,7 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
                 "yours": yours,
                 "version": flight_map_version(plan=plan, yours=yours),
                 "message": refusal.message,
+                "message_row": flight.row_of(seat),
             }
             return render(request, f"{SEAT_MAP_PAGE}#seat-map", context)
         messages.error(request, refusal.message)
@@ -195,7 +196,8 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
         message = _problem(requests.carry_out(order_request, change))
     except FormRefused as refusal:
         message = refusal.message
-    return _answer(request, order, error=message, message=message)
+    seat_row = order.flight.row_of(request.POST.get("seat", "").strip().upper())
+    return _answer(request, order, error=message, message=message, message_row=seat_row)
 
 
 @require_POST
