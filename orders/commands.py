@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from temporalio.client import (
@@ -132,7 +132,17 @@ def create_order(
 
 def new_order(*, flight: Flight, seats: list[str]) -> Order:
     """The order's row, written before Temporal hears of it (CREATED, with the seats asked for)."""
-    return Order.objects.create(id=new_order_id(), flight=flight, state=State.CREATED, seats=seats)
+    draws_left = 3
+    while True:
+        draws_left -= 1
+        try:
+            with transaction.atomic():  # the booking reference is drawn by the field's default
+                return Order.objects.create(
+                    id=new_order_id(), flight=flight, state=State.CREATED, seats=seats
+                )
+        except IntegrityError:  # that reference was given already (about 1 in 10^9 per order)
+            if not draws_left:
+                raise
 
 
 def discard(order: Order) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -52,6 +53,15 @@ def overdue(*, now: datetime | None = None) -> Q:
     return Q(state__in=[State.CREATED.value, *(state.value for state in ACTIVE_STATES)]) & deadline_passed
 
 
+# A booking reference reads like an airline's record locator: six letters and digits, without
+# the ones a customer confuses when reading it out (0/O, 1/I): 32^6, about a billion.
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_reference() -> str:
+    return "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
+
+
 class Order(models.Model):
     """The read model of one booking, written by the workflow's activities.
 
@@ -71,6 +81,8 @@ class Order(models.Model):
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the customer quotes to find the booking again (new_order draws again on a clash).
+    reference = models.CharField(max_length=6, unique=True, editable=False, default=new_reference)
 
     objects = OrderQuerySet.as_manager()
     open_request_id: int | None  # not a column: read by OrderQuerySet.with_open_request()

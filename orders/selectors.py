@@ -15,6 +15,7 @@ from flights.inventory import SeatMap, seat_map
 from orders import requests
 from orders.booking import ACTIVE_STATES, PAYING_STATES, State
 from orders.models import Order, OrderRequest, RequestKind, RequestState, overdue
+from orders.ownership import booking_token
 
 # While a request's outcome is not known yet (it was answered "still confirming"), the page
 # says so, instead of showing an error or pretending nothing happened.
@@ -67,6 +68,7 @@ class OrderPage:
     offer_choose_again: bool  # it ended without a sale: back to the seat map
     offer_book_another: bool  # it is booked: back to the flights
     waiting: OrderRequest | None = None  # the request still being confirmed
+    booking_token: str | None = None  # once booked: the private link's token (booking_token)
 
     @property
     def waiting_for(self) -> str | None:
@@ -102,6 +104,15 @@ class OrderPage:
     def seats_text(self) -> str:
         return ", ".join(self.order.seats)
 
+    @property
+    def seats_label(self) -> str:
+        return seats_text(self.order.seats)
+
+
+def seats_text(seats: list[str]) -> str:
+    """ "Seat 14K", "Seats 12A, 12B"."""
+    return f"{'Seat' if len(seats) == 1 else 'Seats'} {', '.join(seats)}"
+
 
 def _hold_passed(order: Order) -> bool:
     return order.hold_expires_at is not None and order.hold_expires_at <= timezone.now()
@@ -129,10 +140,8 @@ def banner_for(
             )
         return Banner("progress", "Validating payment...", busy=True)
     if state == State.CONFIRMED:
-        seats, number = ", ".join(order.seats), order.flight.number
-        return Banner(
-            "success", f"Booking confirmed! Order #{order.display_id}. Seats {seats} on Flight {number}"
-        )
+        seats, number = seats_text(order.seats), order.flight.number
+        return Banner("success", f"Booking confirmed! Order #{order.display_id}. {seats} on Flight {number}")
     if state == State.FAILED:
         return Banner("error", order.last_error or "The booking failed. Your seats have been released.")
     if state == State.EXPIRED:
@@ -177,9 +186,10 @@ def order_page(*, order: Order) -> OrderPage:
     live = order.why_unchangeable() is None and waiting is None
     panel, note = payment_panel_for(order, live=live, waiting=waiting)
     ended_unsold = order.is_terminal and order.state != State.CONFIRMED
+    booked = order.state == State.CONFIRMED
     return OrderPage(
         order=order,
-        seat_map=seat_map(flight=order.flight, order_id=order.id if order.is_active else None),
+        seat_map=seat_map(flight=order.flight, order_id=order.id if order.is_active or booked else None),
         banner=banner_for(order, waiting, last),
         countdown=countdown_for(order, live=live),
         can_change_seats=live,
@@ -190,8 +200,9 @@ def order_page(*, order: Order) -> OrderPage:
         server_time=timezone.now(),
         seats_title="Seats you had chosen" if ended_unsold else "Your seats",
         offer_choose_again=ended_unsold,
-        offer_book_another=order.state == State.CONFIRMED,
+        offer_book_another=booked,
         waiting=waiting,
+        booking_token=booking_token(order) if booked else None,
     )
 
 

@@ -29,6 +29,7 @@ from orders.templatetags.booking_forms import FIELD as KEY_FIELD
 
 PAGE = "orders/order_detail.html"
 SEAT_MAP_PAGE = "orders/choose_seats.html"
+BOOKING_PAGE = "orders/booking.html"
 UNREACHABLE = (
     "The booking service cannot be reached right now, so nothing was changed. Please try again in a moment."
 )
@@ -235,3 +236,10 @@ def cancel(request: HttpRequest, order_id: str) -> HttpResponse:
         return _go(request, reverse("orders:detail", args=[order.id]))
     messages.info(request, "Your order was cancelled and its seats released.")
     return _go(request, reverse("orders:choose-seats", args=[order.flight_id]))
+
+
+@require_GET
+def booking(request: HttpRequest, token: str) -> HttpResponse:
+    """The read-only page a booking's private link opens, in any browser (404 for a wrong link)."""
+    order = ownership.order_by_token(token)
+    return render(request, BOOKING_PAGE, {"page": order_page(order=order)})

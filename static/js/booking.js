@@ -139,6 +139,17 @@
     }
   }
 
+  // "Copy link": the private link to a booking, to the clipboard (selected, if it cannot be).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    var field = button && document.getElementById(button.dataset.copy);
+    if (!field) { return; }
+    field.select();
+    var done = function () { button.textContent = "Copied"; document.getElementById("announcer").textContent = "Link copied"; };
+    if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () {}); }
+    else if (document.execCommand("copy")) { done(); }
+  });
+
   function setUp(root) {
     localTimes(root);
     tick();

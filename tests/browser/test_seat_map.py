@@ -5,6 +5,7 @@ size and at a phone's 390x844, and saves its screenshots under test-results/scre
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -152,3 +153,31 @@ def test_a_held_seat_is_outlined_at_3_to_1(page: Page, new_context, stack):
     expect(page.get_by_role("button", name="Seat 2C, held by another customer")).to_be_disabled()
 
     assert contrast(page, "#seat-2C", "borderTopColor", ".seat-panel") >= 3
+
+
+def test_a_booking_can_be_found_again_in_another_browser(screen, new_context, stack, settings, screenshot):
+    page = screen
+    settings.SEAT_RESERVATION_TIMEOUT = timedelta(minutes=15)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_flight(page, stack.url)
+    hold(page, "14F")
+    page.get_by_label("5-digit payment code").fill("00000")
+    page.get_by_role("button", name="Pay and confirm").click()
+
+    expect(page.locator("#banner")).to_contain_text("Seat 14F on Flight FL101", timeout=WAIT)
+    expect(page.get_by_role("button", name="Seat 14F, booked for you")).to_be_disabled()
+    reference = page.locator(".reference").inner_text()
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{6}", reference), reference
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.locator("#announcer")).to_have_text("Link copied")
+    link = page.evaluate("navigator.clipboard.readText()")
+    assert link == page.get_by_label("Your private link to this booking").input_value()
+    screenshot(page, f"confirmed-{page.size}")
+
+    elsewhere = new_context(**SIZES[page.size]).new_page()  # type: ignore[attr-defined]
+    elsewhere.goto(link)
+    expect(elsewhere.locator(".reference")).to_have_text(reference)
+    expect(elsewhere.get_by_role("button", name="Seat 14F, booked for you")).to_be_visible()
+    expect(elsewhere.locator("form")).to_have_count(0)
+    screenshot(elsewhere, f"booking-link-{page.size}")
+    assert elsewhere.goto(link[:-3] + "xyz/").status == 404
