@@ -305,7 +305,8 @@ def test_a_first_hold_lost_to_a_seat_race_is_not_a_failed_booking(stack, gunicor
 
     def counted() -> Scrape | None:
         scrape = Scrape(worker)
-        return scrape if delta(before, scrape, "booking_first_holds_refused_total", reason="seats_taken") else None
+        refused = delta(before, scrape, "booking_first_holds_refused_total", reason="seats_taken")
+        return scrape if refused else None
 
     after = wait_for(counted, timeout=10, what="the refused first hold to be counted")
     assert delta(before, after, "booking_first_holds_refused_total", reason="seats_taken") == 1
