@@ -17,7 +17,7 @@ from typing import ParamSpec, TypeVar
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from flights import inventory
 from orders import bookkeeping, reconciliation
@@ -143,7 +143,11 @@ def validate_payment(request: PaymentInput) -> PaymentResult:
     if not verdict.approved:
         _finish_attempt(order_id, attempt, PaymentOutcome.FAILED, Messages.PAYMENT_FAILED)
         logger.info("payment attempt %d declined", attempt, extra={"order_id": order_id})
-        raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
+        # Expected (the gateway said no): benign, so the SDK logs it at DEBUG, not as a WARNING
+        # with a traceback per attempt; the line above is the one the operator reads.
+        raise ApplicationError(
+            Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED, category=ApplicationErrorCategory.BENIGN
+        )
     _finish_attempt(order_id, attempt, PaymentOutcome.SUCCEEDED, "")
     logger.info("payment attempt %d approved", attempt, extra={"order_id": order_id})
     return PaymentResult(attempt=attempt)
