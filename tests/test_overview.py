@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -101,7 +100,7 @@ def test_staff_see_orders_holds_payments_and_the_last_reconciliation(operator, d
     assert _cell(html, "payment-failure-rate") == "75 %"
     assert _cell(html, "reconcile-repairs") == "3 · workflow_gone 1 · hold_without_order 2"
     assert failed.id in _cell(html, "reconcile-details")
-    assert f'href="{settings.GRAFANA_URL}"' in html
+    assert ">Grafana</a>" not in html and ">Traces" not in html, "neither is configured here"
     assert "/schedules/reconcile-" in html
 
 
@@ -136,3 +135,11 @@ def test_an_order_nothing_moves_on_shows_as_overdue(operator, demo_flights):
     assert stuck.display_id in oldest and "Payment processing" in oldest
     assert never_held.display_id not in oldest, "the oldest is shown"
     assert f"/workflows/booking-{stuck.id}" in html
+
+
+def test_the_overview_links_grafana_and_traces_once_configured(operator, settings):
+    settings.GRAFANA_URL, settings.TRACES_URL = "https://grafana.example", "https://jaeger.example"
+
+    html = operator.get(URL).content.decode()
+
+    assert 'href="https://grafana.example"' in html and 'href="https://jaeger.example"' in html
