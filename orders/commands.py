@@ -35,7 +35,12 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -52,6 +57,7 @@ from orders.booking import (
     Messages,
     PaymentRequest,
     Queries,
+    SearchAttributes,
     SeatSelection,
     Signals,
     State,
@@ -98,6 +104,9 @@ def _start(order: Order) -> dict[str, Any]:
             max_seat_changes=settings.MAX_SEAT_CHANGES,
         ),
         "id": order.workflow_id,
+        "search_attributes": TypedSearchAttributes(
+            [SearchAttributePair(SearchAttributes.FLIGHT_ID, order.flight_id)]
+        ),
         "task_queue": settings.TEMPORAL_TASK_QUEUE,
         "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
     }

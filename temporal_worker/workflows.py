@@ -57,6 +57,7 @@ from orders.booking import (
     PaymentResult,
     Queries,
     ReleaseSeatsInput,
+    SearchAttributes,
     SeatSelection,
     Signals,
     State,
@@ -402,6 +403,8 @@ class BookingWorkflow:
         await (write or self._recording)(record, retry_policy)
         self._state, self._seats = record.state, record.seats
         self._hold_expires_at, self._last_error = record.hold_expires_at, record.last_error
+        if workflow.patched("search-attributes"):  # the Temporal UI lists bookings by their state
+            workflow.upsert_search_attributes([SearchAttributes.BOOKING_STATE.value_set(record.state.value)])
 
     async def _recording(self, record: OrderRecord, retry_policy: RetryPolicy) -> None:
         await call_store(Activities.RECORD_ORDER, record, retry_policy=retry_policy)
