@@ -87,3 +87,18 @@ def test_good_values_start(tmp_path):
     result = run_manage("check", SEAT_RESERVATION_TIMEOUT="900", PAYMENT_VALIDATION_TIMEOUT="10s")
 
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["runworker", "seed_flights", "reconcile_orders", "migrate", "check"])
+def test_every_commands_help_works_without_configuration(command):
+    result = run_manage(command, "--help", SECRET_KEY="", DEBUG="false")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: manage.py {command}")
+
+
+def test_the_list_of_commands_works_without_configuration():
+    result = run_manage("help", SECRET_KEY="", DEBUG="false")
+
+    assert result.returncode == 0, result.stderr
+    assert "runworker" in result.stdout
