@@ -63,7 +63,7 @@ def test_the_order_page_opens_on_the_customers_seats(screen, stack, screenshot, 
     assert not page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
     expect(page.locator("[data-clock]")).to_have_text(re.compile(r"^\d\d:\d\d$"))
     assert in_view(page, "[data-clock]"), "the hold's countdown stays in view with the seats"
-    screenshot(page, f"order-{number}-{page.size}")
+    screenshot(page, f"order-{number}-{page.size}", full_page=False)  # what the customer sees first
 
     if page.size == "phone":  # type: ignore[attr-defined]
         page.get_by_role("link", name="Go to payment", exact=True).click()
