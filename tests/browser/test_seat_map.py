@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_booking_flow import WAIT, hold, open_flight
+from tests.browser.test_booking_flow import WAIT, assert_accessible, hold, open_flight
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
@@ -50,6 +50,7 @@ def test_a_message_about_a_seat_shows_under_its_row_and_is_announced(screen, new
     shown = message.bounding_box()
     assert seat and shown and 0 <= shown["y"] - (seat["y"] + seat["height"]) < 12, "right under row 30"
     assert in_view(page, "[data-seat-message]"), "where the customer is looking"
+    assert_accessible(page)
     screenshot(page, f"seat-message-{page.size}")
 
 
@@ -64,6 +65,7 @@ def test_the_order_page_opens_on_the_customers_seats(screen, stack, screenshot, 
     expect(page.locator("[data-clock]")).to_have_text(re.compile(r"^\d\d:\d\d$"))
     assert in_view(page, "[data-clock]"), "the hold's countdown stays in view with the seats"
     screenshot(page, f"order-{number}-{page.size}", full_page=False)  # what the customer sees first
+    assert_accessible(page)
 
     if page.size == "phone":  # type: ignore[attr-defined]
         page.get_by_role("link", name="Go to payment", exact=True).click()
@@ -180,4 +182,5 @@ def test_a_booking_can_be_found_again_in_another_browser(screen, new_context, st
     expect(elsewhere.get_by_role("button", name="Seat 14F, booked for you")).to_be_visible()
     expect(elsewhere.locator("form")).to_have_count(0)
     screenshot(elsewhere, f"booking-link-{page.size}")
+    assert_accessible(elsewhere)
     assert elsewhere.goto(link[:-3] + "xyz/").status == 404
