@@ -268,3 +268,16 @@ def test_every_order_gets_its_own_booking_reference(client, stack):
     references = {Order.objects.get(id=first).reference, Order.objects.get(id=second).reference}
 
     assert len(references) == 2 and None not in references
+
+
+def test_the_seat_change_cap_is_not_contradicted_by_the_hint(client, stack, settings):
+    settings.MAX_SEAT_CHANGES = 1
+    order_id = hold(client, "19A")
+    client.post(f"/orders/{order_id}/seats", {"seat": "19B"}, **HTMX)
+
+    refused = client.post(f"/orders/{order_id}/seats", {"seat": "19C"}, **HTMX).content.decode()
+
+    assert "can be changed once at most" in refused
+    assert "Every change resets the timer" not in refused
+    beside_the_seat = r'role="row"><p role="gridcell" class="inline-error seat-message"'
+    assert re.search(beside_the_seat, refused), "under row 19"
