@@ -4,13 +4,18 @@ whatever became of the booking, so its state and flight are custom search attrib
 
 from __future__ import annotations
 
+import os
+import sysconfig
+
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from orders import temporal_client
 from orders.models import Order
+from temporal_worker import search_attributes
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+DEV_SERVER = os.path.join(sysconfig.get_path("scripts"), "temporal")
 
 
 def workflow_ids(query: str) -> set[str]:
@@ -20,6 +25,7 @@ def workflow_ids(query: str) -> set[str]:
     return temporal_client.call(listed, timeout=10)
 
 
+@pytest.mark.django_db(transaction=True)
 def test_failed_bookings_are_listed_by_their_state_and_flight(stack):
     customer = stack.customer()
     failed = customer.create_order("fl-101", ["18A"]).json["orderId"]
@@ -38,3 +44,16 @@ def test_failed_bookings_are_listed_by_their_state_and_flight(stack):
     assert failed_workflow in workflow_ids('FlightId="fl-101" AND BookingState="FAILED"')
     assert failed_workflow not in workflow_ids('FlightId="fl-202"')
     assert Order.objects.get(id=holding).workflow_id in workflow_ids('BookingState="SEATS_RESERVED"')
+
+
+async def test_the_worker_names_the_search_attributes_a_namespace_lacks():
+    bare = await WorkflowEnvironment.start_local(dev_server_existing_path=DEV_SERVER)
+    ready = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=DEV_SERVER, search_attributes=list(search_attributes.REQUIRED)
+    )
+    try:
+        assert await search_attributes.missing(bare.client) == ["BookingState", "FlightId"]
+        assert await search_attributes.missing(ready.client) == []
+    finally:
+        await bare.shutdown()
+        await ready.shutdown()
