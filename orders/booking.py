@@ -146,7 +146,7 @@ class Messages:
     def seat_sold_meanwhile(seats: list[str]) -> str:
         return (
             f"{Messages.seats_unavailable(seats)}: another booking was confirmed first. "
-            "Your payment has been refunded and your seats released."
+            "Your payment has been refunded and your seats released: please choose other seats."
         )
 
 
