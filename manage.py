@@ -5,8 +5,16 @@ import os
 import sys
 
 
+def asks_for_help(args: list[str]) -> bool:
+    """``manage.py``, ``manage.py help [command]``, ``manage.py <command> --help``."""
+    return not args or args[0] == "help" or bool({"-h", "--help"} & set(args))
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booking_site.settings")
+    if asks_for_help(sys.argv[1:]) and not os.environ.get("SECRET_KEY"):
+        # Help signs nothing: a developer reads a command's options before configuring anything.
+        os.environ["SECRET_KEY"] = "help-only-" + "x" * 40
     from django.core.management import execute_from_command_line
 
     from booking_site.env import SettingsError

@@ -199,9 +199,10 @@ RECONCILE_GRACE = env.duration("RECONCILE_GRACE", "2m")
 RETENTION_EVERY = env.duration("RETENTION_EVERY", "1h")
 IDEMPOTENCY_KEY_RETENTION = env.duration("IDEMPOTENCY_KEY_RETENTION", "24h", minimum=timedelta(hours=1))
 RETENTION_BATCH_SIZE = env.integer("RETENTION_BATCH_SIZE", 2000, minimum=1, maximum=100000)
-# The operators' dashboards and traces, linked from the admin's overview.
-GRAFANA_URL = env.string("GRAFANA_URL", "http://localhost:3000")
-TRACES_URL = env.string("TRACES_URL", "http://localhost:16686")  # Jaeger's UI
+# The operators' dashboards and traces, linked from the admin's overview when set (empty: no
+# link, as under `make run`, where neither runs; docker-compose.yml sets both).
+GRAFANA_URL = env.string("GRAFANA_URL", "")
+TRACES_URL = env.string("TRACES_URL", "")  # Jaeger's UI
 # --- Metrics (Prometheus format, never on the public site: docs/OPERATIONS.md, "Metrics") ----
 # Where the web (gunicorn's master, summing its worker processes) and the worker serve their
 # metrics; 0 turns one off. Bound to METRICS_HOST only: loopback by default, every interface in a

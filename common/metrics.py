@@ -28,6 +28,14 @@ ORDERS_FINISHED = Counter(
     "when the order's row records it.",
     ["state"],
 )
+FIRST_HOLDS_REFUSED = Counter(
+    "booking_first_holds_refused",
+    "Orders that ended before their first hold: its seats were taken first (seats_taken, an "
+    "ordinary seat race, answered 400 INVALID_SEATS) or it was not made in time (not_started). "
+    "No booking ever existed: not counted in booking_orders_finished_total.",
+    ["reason"],
+)
+FIRST_HOLD_REFUSALS = ("seats_taken", "not_started")
 HOLD_DURATION = Histogram(
     "booking_hold_duration_seconds",
     "How long an order held its seats: from its first hold until the payment was submitted "
@@ -95,6 +103,7 @@ ORDERS_CHARGED_UNCONFIRMED = "booking_orders_charged_unconfirmed"
 EXPORTED_NAMES = frozenset(
     {
         "booking_orders_finished_total",
+        "booking_first_holds_refused_total",
         "booking_payment_attempts_total",
         "booking_gateway_charges_total",
         "booking_seat_changes_total",

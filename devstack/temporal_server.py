@@ -7,6 +7,13 @@ from pathlib import Path
 
 from devstack.supervisor import BIN, Supervisor
 
+# The booking workflow's custom search attributes (orders.booking.SearchAttributes): a workflow
+# that sets one the namespace does not know fails.
+SEARCH_ATTRIBUTE_FLAGS = (
+    *("--search-attribute", "BookingState=Keyword"),
+    *("--search-attribute", "FlightId=Keyword"),
+)
+
 
 def start_temporal(
     supervisor: Supervisor,
@@ -22,6 +29,7 @@ def start_temporal(
         str(BIN / "temporal"),
         *("server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)),
         *("--log-level", "warn", "--namespace", "default"),
+        *SEARCH_ATTRIBUTE_FLAGS,
     ]
     argv += ["--db-filename", str(data / "temporal.db")] if persist else []
     argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]

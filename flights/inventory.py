@@ -30,6 +30,7 @@ class SeatStatus(StrEnum):
     RESERVED = "reserved"  # held by another order (the PRD's word)
     SELECTED = "selected"  # held by the order being viewed
     BOOKED = "booked"
+    MINE = "mine"  # booked by the order being viewed
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class SeatView:
 
     @property
     def taken(self) -> bool:
-        return self.status in (SeatStatus.BOOKED, SeatStatus.RESERVED)
+        return self.status in (SeatStatus.BOOKED, SeatStatus.RESERVED, SeatStatus.MINE)
 
     @property
     def label(self) -> str:
@@ -51,6 +52,7 @@ class SeatView:
             SeatStatus.RESERVED: "held by another customer",
             SeatStatus.SELECTED: "selected",
             SeatStatus.BOOKED: "booked",
+            SeatStatus.MINE: "booked for you",
         }
         return f"Seat {self.code}, {words[self.status]}"
 
@@ -77,6 +79,20 @@ class SeatMap:
         return hashlib.blake2s(f"{statuses}{self.holds_known}".encode(), digest_size=8).hexdigest()
 
     @property
+    def has_mine(self) -> bool:
+        return any(seat.status is SeatStatus.MINE for seat in self.seats)
+
+    @property
+    def seats_across(self) -> int:
+        return self.flight.seats_per_row
+
+    @property
+    def aisles(self) -> int:
+        """How many aisles a row crosses (with ``seats_across``, what the page scales the seats by,
+        so that a whole row fits a phone)."""
+        return self.flight.cabin_layout.count("-")
+
+    @property
     def column_headers(self) -> list[str]:
         return [" " if letter == "-" else letter for letter in self.flight.cabin_layout]
 
@@ -97,12 +113,12 @@ def seat_map(*, flight: Flight, order_id: str | None = None) -> SeatMap:
         .order_by("row", "position")
         .values_list("code", "row", "column", "position")
     )
-    booked = set(BookedSeat.objects.filter(flight=flight).values_list("seat__code", flat=True))
+    booked = dict(BookedSeat.objects.filter(flight=flight).values_list("seat__code", "order_id"))
     holders, holds_known = _holders(flight, [code for code, *_ in seats])
     views = []
     for code, row, column, position in seats:
         if code in booked:
-            status = SeatStatus.BOOKED
+            status = SeatStatus.MINE if order_id and booked[code] == order_id else SeatStatus.BOOKED
         elif code in holders:
             status = SeatStatus.SELECTED if order_id and holders[code] == order_id else SeatStatus.RESERVED
         else:

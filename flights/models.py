@@ -63,6 +63,13 @@ class Flight(models.Model):
         """The seat letters of a row, left to right, without aisles."""
         return [letter for letter in self.cabin_layout if letter != "-"]
 
+    def row_of(self, code: str) -> int | None:
+        """The row of seat ``code`` (``14K`` -> 14), None if it is no seat of this flight."""
+        row, letter = code[:-1], code[-1:]
+        if row.isdigit() and letter in self.columns and 1 <= int(row) <= self.rows:
+            return int(row)
+        return None
+
     @property
     def seats_per_row(self) -> int:
         return len(self.columns)

@@ -9,10 +9,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from temporalio.common import SearchAttributeKey
+
 WORKFLOW_ID_PREFIX = "booking-"
 # The PRD's longest wait between two payment attempts (the workflow's retry policy, and the
 # bound on how long a payment can last that tells an overdue order).
 PAYMENT_BACKOFF_CAP = timedelta(seconds=5)
+
+
+class SearchAttributes:
+    """The booking workflow's custom search attributes (Keyword), registered with the namespace
+    (devstack, docker-compose.yml, docs/DEPLOYMENT.md), so that the Temporal UI lists bookings by
+    outcome (``BookingState="FAILED"``) and by flight (``FlightId="fl-101"``): every booking's
+    workflow completes, whatever the booking's outcome."""
+
+    BOOKING_STATE = SearchAttributeKey.for_keyword("BookingState")
+    FLIGHT_ID = SearchAttributeKey.for_keyword("FlightId")
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -150,7 +162,7 @@ class Messages:
     def seat_sold_meanwhile(seats: list[str]) -> str:
         return (
             f"{Messages.seats_unavailable(seats)}: another booking was confirmed first. "
-            "Your payment has been refunded and your seats released."
+            "Your payment has been refunded and your seats released: please choose other seats."
         )
 
 

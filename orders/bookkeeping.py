@@ -19,7 +19,7 @@ from django.db.models import Count, Max, Min, Q
 
 from common import failpoints, metrics
 from flights import inventory
-from orders.booking import TERMINAL_STATES, OrderRecord, State
+from orders.booking import TERMINAL_STATES, Messages, OrderRecord, State
 from orders.models import Order, OrderEvent
 from payments import ledger
 from payments import services as payment_services
@@ -113,7 +113,13 @@ def _count_transition(before: State, record: OrderRecord, history: History) -> N
     """The metrics of a transition the row has just taken, counted once the transaction commits
     (a retried activity finds the version written, and counts nothing again)."""
     after = State(record.state)
-    if after in TERMINAL_STATES and before not in TERMINAL_STATES:  # a lost task may have ended it
+    never_held = before is State.CREATED and history["first_hold_at"] is None
+    if after is State.FAILED and never_held:
+        # A first hold refused (most often a seat race lost): no booking existed, and the web
+        # removes the row; counting it FAILED would read as bookings failing.
+        reason = "not_started" if record.last_error == Messages.NOT_STARTED else "seats_taken"
+        transaction.on_commit(metrics.FIRST_HOLDS_REFUSED.labels(reason=reason).inc)
+    elif after in TERMINAL_STATES and before not in TERMINAL_STATES:  # a lost task may have ended it
         transaction.on_commit(metrics.ORDERS_FINISHED.labels(state=after.value).inc)
     # The hold ends when the payment is submitted, or when the order ends without one.
     hold_ended = after is State.PAYMENT_PENDING or after in TERMINAL_STATES

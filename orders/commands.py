@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from temporalio.client import (
@@ -35,7 +35,12 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -52,6 +57,7 @@ from orders.booking import (
     Messages,
     PaymentRequest,
     Queries,
+    SearchAttributes,
     SeatSelection,
     Signals,
     State,
@@ -99,6 +105,9 @@ def _start(order: Order) -> dict[str, Any]:
             hold_life_ends_at=order.hold_life_ends_at,
         ),
         "id": order.workflow_id,
+        "search_attributes": TypedSearchAttributes(
+            [SearchAttributePair(SearchAttributes.FLIGHT_ID, order.flight_id)]
+        ),
         "task_queue": settings.TEMPORAL_TASK_QUEUE,
         "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
     }
@@ -141,17 +150,25 @@ def new_order(*, flight: Flight, seats: list[str], client: hoarding.Client | Non
     """The order's row, written before Temporal hears of it (CREATED, with the seats asked for),
     in the transaction that checked the client's limits: from now on it counts against them.
     (``create_order`` always names the client; only tests make an order for nobody.)"""
-    with transaction.atomic():
-        if client is not None:
-            hoarding.check_new_order(client=client, flight=flight, seats=seats)
-        return Order.objects.create(
-            id=new_order_id(),
-            flight=flight,
-            state=State.CREATED,
-            seats=seats,
-            client_address=client.address if client is not None else "",
-            hold_life_ends_at=timezone.now() + settings.SEAT_HOLD_MAX_LIFE,
-        )
+    draws_left = 3
+    while True:
+        draws_left -= 1
+        try:
+            with transaction.atomic():
+                if client is not None:
+                    hoarding.check_new_order(client=client, flight=flight, seats=seats)
+                with transaction.atomic():  # the booking reference is drawn by the field's default
+                    return Order.objects.create(
+                        id=new_order_id(),
+                        flight=flight,
+                        state=State.CREATED,
+                        seats=seats,
+                        client_address=client.address if client is not None else "",
+                        hold_life_ends_at=timezone.now() + settings.SEAT_HOLD_MAX_LIFE,
+                    )
+        except IntegrityError:  # that reference was given already (about 1 in 10^9 per order)
+            if not draws_left:
+                raise
 
 
 def discard(order: Order) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -63,6 +64,15 @@ def charged_unconfirmed(*, now: datetime | None = None) -> Q:
     return live & ~Q(state=State.CONFIRMED) & (ended | Q(charges__charged_at__lt=cutoff))
 
 
+# A booking reference reads like an airline's record locator: six letters and digits, without
+# the ones a customer confuses when reading it out (0/O, 1/I): 32^6, about a billion.
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_reference() -> str:
+    return "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
+
+
 class Order(models.Model):
     """The read model of one booking, written by the workflow's activities.
 
@@ -88,6 +98,8 @@ class Order(models.Model):
     # The latest the hold can last, however often the seats change (SEAT_HOLD_MAX_LIFE from the
     # creation; the workflow is given it when it starts). Null for orders from before the cap.
     hold_life_ends_at = models.DateTimeField(null=True, blank=True)
+    # What the customer quotes to find the booking again (new_order draws again on a clash).
+    reference = models.CharField(max_length=6, unique=True, editable=False, default=new_reference)
 
     objects = OrderQuerySet.as_manager()
     open_request_id: int | None  # not a column: read by OrderQuerySet.with_open_request()

@@ -1,9 +1,11 @@
 """An order belongs to the browser session that created it: its pages and actions answer 404
-to anyone else (the same answer as for an order that does not exist)."""
+to anyone else (the same answer as for an order that does not exist). Once booked, its private
+link (a signed token) opens a read-only page of it in any browser."""
 
 from __future__ import annotations
 
 from django.contrib.sessions.backends.base import SessionBase
+from django.core import signing
 from django.db.models import Q
 from django.http import Http404, HttpRequest
 from django.utils import timezone
@@ -60,3 +62,21 @@ def live_order_on(request: HttpRequest, flight: Flight) -> Order | None:
         .order_by("-created_at")
         .first()
     )
+
+
+BOOKING_LINK_SALT = "orders.booking-link"
+
+
+def booking_token(order: Order) -> str:
+    """The token of the order's private link: its id signed with SECRET_KEY, so that only the
+    link the customer was given opens it (nobody can make one for another order)."""
+    return signing.dumps(order.id, salt=BOOKING_LINK_SALT)
+
+
+def order_by_token(token: str) -> Order:
+    """The order a private link opens; Http404 for a lost, cut or forged link."""
+    try:
+        order_id = signing.loads(token, salt=BOOKING_LINK_SALT)
+        return Order.objects.with_open_request().select_related("flight").get(id=order_id)
+    except (signing.BadSignature, Order.DoesNotExist):
+        raise Http404("Booking not found") from None

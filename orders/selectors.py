@@ -3,6 +3,7 @@ and every text the template prints is decided here, from the order's row and its
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from flights.inventory import SeatMap, seat_map
 from orders import requests
 from orders.booking import ACTIVE_STATES, PAYING_STATES, State
 from orders.models import Order, OrderRequest, RequestKind, RequestState, charged_unconfirmed, overdue
+from orders.ownership import booking_token
 from payments import ledger
 from payments.models import Charge
 
@@ -90,11 +92,12 @@ class OrderPage:
     offer_book_another: bool  # it is booked: back to the flights
     waiting: OrderRequest | None = None  # the request still being confirmed
     charges: tuple[ChargeLine, ...] = ()  # what the gateway charged, and refunded
+    hold_limit_at: datetime | None = None  # the latest the hold can last (SEAT_HOLD_MAX_LIFE)
+    booking_token: str | None = None  # once booked: the private link's token (booking_token)
 
     @property
     def money_fingerprint(self) -> str:
         return "+".join(line.status for line in self.charges) or "-"
-    hold_limit_at: datetime | None = None  # the latest the hold can last (SEAT_HOLD_MAX_LIFE)
 
     @property
     def waiting_for(self) -> str | None:
@@ -131,6 +134,15 @@ class OrderPage:
     def seats_text(self) -> str:
         return ", ".join(self.order.seats)
 
+    @property
+    def seats_label(self) -> str:
+        return seats_text(self.order.seats)
+
+
+def seats_text(seats: list[str]) -> str:
+    """ "Seat 14K", "Seats 12A, 12B"."""
+    return f"{'Seat' if len(seats) == 1 else 'Seats'} {', '.join(seats)}"
+
 
 def _hold_passed(order: Order) -> bool:
     return order.hold_expires_at is not None and order.hold_expires_at <= timezone.now()
@@ -158,10 +170,8 @@ def banner_for(
             )
         return Banner("progress", "Validating payment...", busy=True)
     if state == State.CONFIRMED:
-        seats, number = ", ".join(order.seats), order.flight.number
-        return Banner(
-            "success", f"Booking confirmed! Order #{order.display_id}. Seats {seats} on Flight {number}"
-        )
+        seats, number = seats_text(order.seats), order.flight.number
+        return Banner("success", f"Booking confirmed! Order #{order.display_id}. {seats} on Flight {number}")
     if state == State.FAILED:
         return Banner("error", order.last_error or "The booking failed. Your seats have been released.")
     if state == State.EXPIRED:
@@ -206,9 +216,10 @@ def order_page(*, order: Order) -> OrderPage:
     live = order.why_unchangeable() is None and waiting is None
     panel, note = payment_panel_for(order, live=live, waiting=waiting)
     ended_unsold = order.is_terminal and order.state != State.CONFIRMED
+    booked = order.state == State.CONFIRMED
     return OrderPage(
         order=order,
-        seat_map=seat_map(flight=order.flight, order_id=order.id if order.is_active else None),
+        seat_map=seat_map(flight=order.flight, order_id=order.id if order.is_active or booked else None),
         banner=banner_for(order, waiting, last),
         countdown=countdown_for(order, live=live),
         can_change_seats=live,
@@ -219,10 +230,11 @@ def order_page(*, order: Order) -> OrderPage:
         server_time=timezone.now(),
         seats_title="Seats you had chosen" if ended_unsold else "Your seats",
         offer_choose_again=ended_unsold,
-        offer_book_another=order.state == State.CONFIRMED,
+        offer_book_another=booked,
         waiting=waiting,
         charges=charge_lines(charges_of(order)),
         hold_limit_at=order.hold_life_ends_at,
+        booking_token=booking_token(order) if booked else None,
     )
 
 
@@ -245,6 +257,15 @@ def order_on_flight(order: Order | None) -> OrderOnFlight | None:
         )
     note = f"You are holding {seats} on this flight. Seats you pick here are added to that order."
     return OrderOnFlight(order, note, "Continue your booking")
+
+
+def flight_map_version(*, plan: SeatMap, yours: OrderOnFlight | None) -> str:
+    """What a flight's polled seat map shows: its seats, and the note on this session's order. A
+    poll that sends it back unchanged gets 204, so the note is part of it: the seats of a
+    cancelled order can be released before its row says so, and "You are holding 17C" must not
+    outlive the hold behind "180 of 180 available"."""
+    note = f"{yours.order.id}|{yours.note}|{yours.link_text}" if yours else "-"
+    return f"{plan.fingerprint}.{hashlib.blake2s(note.encode(), digest_size=6).hexdigest()}"
 
 
 def toggled(seats: list[str], seat: str) -> list[str]:

@@ -10,4 +10,5 @@ urlpatterns = [
     path("orders/<order_id:order_id>/seats", views.toggle_seat, name="seats"),
     path("orders/<order_id:order_id>/pay", views.pay, name="pay"),
     path("orders/<order_id:order_id>/cancel", views.cancel, name="cancel"),
+    path("bookings/<str:token>/", views.booking, name="booking"),
 ]

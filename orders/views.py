@@ -24,11 +24,12 @@ from orders import commands, hoarding, ownership, requests, validation
 from orders.booking import BookingStatus
 from orders.models import Order, OrderRequest, RequestKind
 from orders.requests import Result
-from orders.selectors import order_on_flight, order_page, toggled
+from orders.selectors import flight_map_version, order_on_flight, order_page, toggled
 from orders.templatetags.booking_forms import FIELD as KEY_FIELD
 
 PAGE = "orders/order_detail.html"
 SEAT_MAP_PAGE = "orders/choose_seats.html"
+BOOKING_PAGE = "orders/booking.html"
 UNREACHABLE = (
     "The booking service cannot be reached right now, so nothing was changed. Please try again in a moment."
 )
@@ -98,11 +99,12 @@ def choose_seats(request: HttpRequest, flight_id: str) -> HttpResponse:
     added to that order."""
     flight = get_object_or_404(Flight, id=flight_id)
     order = ownership.live_order_on(request, flight)
-    plan = seat_map(flight=flight, order_id=order.id if order else None)
-    if request.htmx and request.GET.get("v") == plan.fingerprint:
+    plan, yours = seat_map(flight=flight, order_id=order.id if order else None), order_on_flight(order)
+    version = flight_map_version(plan=plan, yours=yours)
+    if request.htmx and request.GET.get("v") == version:
         return HttpResponse(status=UNCHANGED)
     template = f"{SEAT_MAP_PAGE}#seat-map" if request.htmx else SEAT_MAP_PAGE
-    return render(request, template, {"flight": flight, "plan": plan, "yours": order_on_flight(order)})
+    return render(request, template, {"flight": flight, "plan": plan, "yours": yours, "version": version})
 
 
 @require_POST
@@ -141,11 +143,14 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
     except FormRefused as refusal:
         if request.htmx:
             plan = seat_map(flight=flight, order_id=order.id if order else None)
+            yours = order_on_flight(order)
             context = {
                 "flight": flight,
                 "plan": plan,
-                "yours": order_on_flight(order),
+                "yours": yours,
+                "version": flight_map_version(plan=plan, yours=yours),
                 "message": refusal.message,
+                "message_row": flight.row_of(seat),
             }
             return render(request, f"{SEAT_MAP_PAGE}#seat-map", context)
         messages.error(request, refusal.message)
@@ -200,7 +205,8 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
         message = _problem(requests.carry_out(order_request, change))
     except FormRefused as refusal:
         message = refusal.message
-    return _answer(request, order, error=message, message=message)
+    seat_row = order.flight.row_of(request.POST.get("seat", "").strip().upper())
+    return _answer(request, order, error=message, message=message, message_row=seat_row)
 
 
 @require_POST
@@ -238,3 +244,10 @@ def cancel(request: HttpRequest, order_id: str) -> HttpResponse:
         return _go(request, reverse("orders:detail", args=[order.id]))
     messages.info(request, "Your order was cancelled and its seats released.")
     return _go(request, reverse("orders:choose-seats", args=[order.flight_id]))
+
+
+@require_GET
+def booking(request: HttpRequest, token: str) -> HttpResponse:
+    """The read-only page a booking's private link opens, in any browser (404 for a wrong link)."""
+    order = ownership.order_by_token(token)
+    return render(request, BOOKING_PAGE, {"page": order_page(order=order)})

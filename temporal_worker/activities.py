@@ -17,7 +17,7 @@ from typing import ParamSpec, TypeVar
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from common import failpoints
 from flights import inventory
@@ -164,7 +164,11 @@ def validate_payment(request: PaymentInput) -> PaymentResult:
     if not answer.approved:
         _finish_attempt(order_id, attempt, PaymentOutcome.FAILED, Messages.PAYMENT_FAILED)
         logger.info("payment attempt %d declined", attempt, extra={"order_id": order_id})
-        raise ApplicationError(Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED)
+        # Expected (the gateway said no): benign, so the SDK logs it at DEBUG, not as a WARNING
+        # with a traceback per attempt; the line above is the one the operator reads.
+        raise ApplicationError(
+            Messages.PAYMENT_FAILED, type=ErrorType.PAYMENT_DECLINED, category=ApplicationErrorCategory.BENIGN
+        )
     assert answer.charge is not None
     assert answer.charge.attempt is not None
     approved_by = answer.charge.attempt

@@ -121,6 +121,8 @@ def serve_product_metrics() -> None:
     disable_created_metrics()  # a counter's creation time is one series more each, for nothing
     for state in TERMINAL_STATES:
         metrics.ORDERS_FINISHED.labels(state=state.value)
+    for reason in metrics.FIRST_HOLD_REFUSALS:
+        metrics.FIRST_HOLDS_REFUSED.labels(reason=reason)
     for outcome in (PaymentOutcome.SUCCEEDED, PaymentOutcome.FAILED, PaymentOutcome.TIMED_OUT):
         metrics.PAYMENT_ATTEMPTS.labels(outcome=outcome.value)
     for event in ("charged", "refunded"):

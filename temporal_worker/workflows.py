@@ -62,6 +62,7 @@ from orders.booking import (
     PaymentResult,
     Queries,
     ReleaseSeatsInput,
+    SearchAttributes,
     SeatSelection,
     Signals,
     State,
@@ -102,9 +103,11 @@ FEWER_ROUND_TRIPS = "bookkeeping-as-local-activities"
 # A change to the seats already held is no change: it neither resets the hold nor counts, and
 # runs no activity (the hold's whole life is capped by BookingInput.hold_life_ends_at).
 HOLD_LIFE_CAP = "hold-life-cap"
+# The Temporal UI lists bookings by their state: each transition upserts BookingState.
+SEARCH_ATTRIBUTES = "search-attributes"
 # Every patch id, oldest first. The last is the newest: a history recorded since it must be in
 # tests/histories/, so that replay covers the path bookings take today (tests/test_replay.py).
-PATCHES = (REFUND_BEFORE_PAYMENT, FEWER_ROUND_TRIPS, HOLD_LIFE_CAP)
+PATCHES = (REFUND_BEFORE_PAYMENT, FEWER_ROUND_TRIPS, HOLD_LIFE_CAP, SEARCH_ATTRIBUTES)
 
 
 async def call_store(
@@ -421,6 +424,8 @@ class BookingWorkflow:
         await (write or self._recording)(record, retry_policy)
         self._state, self._seats = record.state, record.seats
         self._hold_expires_at, self._last_error = record.hold_expires_at, record.last_error
+        if workflow.patched(SEARCH_ATTRIBUTES):  # the Temporal UI lists bookings by their state
+            workflow.upsert_search_attributes([SearchAttributes.BOOKING_STATE.value_set(record.state.value)])
 
     async def _recording(self, record: OrderRecord, retry_policy: RetryPolicy) -> None:
         await call_store(Activities.RECORD_ORDER, record, retry_policy=retry_policy)

@@ -291,3 +291,41 @@ def test_only_gunicorn_s_master_listens_on_the_metrics_port(gunicorn_web):
     workers = master.children()
     assert len(workers) == 2
     assert not any(listens(worker) for worker in workers)
+
+
+def test_a_first_hold_lost_to_a_seat_race_is_not_a_failed_booking(stack, gunicorn_web):
+    worker = stack.worker.metrics_url
+    first = ApiClient(gunicorn_web.url)
+    assert first.create_order("fl-101", ["15C"]).status == 201
+    before = Scrape(worker)
+
+    lost = ApiClient(gunicorn_web.url).create_order("fl-101", ["15C"])
+
+    assert lost.status == 400 and lost.json["error"] == "INVALID_SEATS", lost.text
+
+    def counted() -> Scrape | None:
+        scrape = Scrape(worker)
+        refused = delta(before, scrape, "booking_first_holds_refused_total", reason="seats_taken")
+        return scrape if refused else None
+
+    after = wait_for(counted, timeout=10, what="the refused first hold to be counted")
+    assert delta(before, after, "booking_first_holds_refused_total", reason="seats_taken") == 1
+    assert delta(before, after, "booking_orders_finished_total", state="FAILED") == 0
+    assert Order.objects.filter(state=State.FAILED).count() == 0, "and no failed order to be seen"
+
+
+def test_an_expected_decline_logs_one_line_without_a_traceback(stack, gunicorn_web):
+    customer = ApiClient(gunicorn_web.url)
+    order_id = customer.create_order("fl-101", ["16C"]).json["orderId"]
+    logged_before = stack.worker.log.stat().st_size
+
+    assert customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "99999"}).status == 202
+    customer.wait_for_status(order_id, "FAILED", timeout=60)
+
+    with stack.worker.log.open("rb") as log:
+        log.seek(logged_before)
+        lines = [line for line in log.read().decode().splitlines() if order_id in line or "Traceback" in line]
+    declines = [line for line in lines if "declined" in line]
+    assert len(declines) == 3, lines
+    noise = [line for line in lines if "Traceback" in line or "Completing activity as failed" in line]
+    assert not noise, lines

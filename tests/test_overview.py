@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -102,7 +101,7 @@ def test_staff_see_orders_holds_payments_and_the_last_reconciliation(operator, d
     assert _cell(html, "payment-failure-rate") == "75 %"
     assert _cell(html, "reconcile-repairs") == "3 · workflow_gone 1 · hold_without_order 2"
     assert failed.id in _cell(html, "reconcile-details")
-    assert f'href="{settings.GRAFANA_URL}"' in html
+    assert ">Grafana</a>" not in html and ">Traces" not in html, "neither is configured here"
     assert "/schedules/reconcile-" in html
 
 
@@ -169,3 +168,11 @@ def test_the_money_at_the_gateway_and_what_is_charged_without_a_booking(operator
     unconfirmed = _cell(html, "charged-unconfirmed")
     assert unconfirmed.startswith("2 · oldest")
     assert stuck.display_id in unconfirmed
+
+
+def test_the_overview_links_grafana_and_traces_once_configured(operator, settings):
+    settings.GRAFANA_URL, settings.TRACES_URL = "https://grafana.example", "https://jaeger.example"
+
+    html = operator.get(URL).content.decode()
+
+    assert 'href="https://grafana.example"' in html and 'href="https://jaeger.example"' in html

@@ -6,10 +6,13 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core import signing
 from django.test import Client
 from django.utils import timezone
 
+from flights import inventory
 from flights.models import Flight
+from orders import ownership
 from orders.models import Order
 from tests.helpers import wait_for
 
@@ -123,7 +126,7 @@ def test_paying_works_as_a_plain_post_too(client, stack):
     assert reply.status_code == 302
     wait_for(lambda: Order.objects.get(id=order_id).state == "CONFIRMED", what="the booking to confirm")
     page = client.get(f"/orders/{order_id}/").content.decode()
-    assert f"Booking confirmed! Order #{order_id.upper()}. Seats 10A on Flight FL101" in page
+    assert f"Booking confirmed! Order #{order_id.upper()}. Seat 10A on Flight FL101" in page
     charged = re.search(r'<li class="charge charge--charged">(.*?)</li>', page)
     assert charged, "the payment panel says what was charged"
     assert re.fullmatch(r"Charged at \d\d:\d\d:\d\d UTC \(payment attempt 1\)", charged.group(1))
@@ -210,3 +213,74 @@ def test_another_customer_on_the_flight_map_starts_their_own_order(client, stack
 
     assert second != first
     assert Order.objects.get(id=first).seats == ["13A"]
+
+
+def test_after_release_my_seats_the_flight_map_stops_saying_you_hold_them(client, stack):
+    """The seats of a cancelled order are released before its row says CANCELLED: the map
+    rendered in between says "You are holding 17C" beside 17C shown free, and its next poll
+    must replace that note, not answer "unchanged"."""
+    order_id = hold(client, "17C")
+    inventory.release(flight_id="fl-101", order_id=order_id, seats=["17C"])  # the release step ran
+    page = client.get("/flights/fl-101/").content.decode()
+    version = re.search(r'hx-vals=\'\{"v": "([^"]+)"\}\'', page).group(1)
+    assert "You are holding 17C" in page and 'aria-label="Seat 17C, available"' in page
+
+    client.post(f"/orders/{order_id}/cancel")
+    wait_for(lambda: Order.objects.get(id=order_id).state == "CANCELLED", timeout=30, what="the cancel")
+    reply = client.get("/flights/fl-101/", {"v": version}, **HTMX)
+
+    assert reply.status_code == 200, "the note changed: the poll must not answer 204"
+    assert "You are holding" not in reply.content.decode()
+
+
+def test_a_confirmed_booking_has_a_reference_and_a_private_link_any_browser_opens(client, stack):
+    order_id = hold(client, "11C")
+    client.post(f"/orders/{order_id}/pay", {"payment_code": "00000"})
+    wait_for(lambda: Order.objects.get(id=order_id).state == "CONFIRMED", timeout=30, what="the booking")
+    order = Order.objects.get(id=order_id)
+
+    page = client.get(f"/orders/{order_id}/").content.decode()
+    link = re.search(r'id="booking-link" readonly value="http://testserver(/bookings/[^"]+/)"', page).group(1)
+    elsewhere = Client().get(link)
+
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{6}", order.reference)
+    assert order.reference in page
+    assert f"Order #{order.display_id}. Seat 11C on Flight FL101" in page, "one seat: 'Seat', not 'Seats'"
+    assert 'aria-label="Seat 11C, booked for you"' in page
+    assert elsewhere.status_code == 200
+    shown = elsewhere.content.decode()
+    assert order.reference in shown and 'aria-label="Seat 11C, booked for you"' in shown
+    assert "<form" not in shown, "read-only"
+    assert order_id not in link, "the link is a signed token, not the order's id"
+
+
+def test_a_lost_or_wrong_booking_link_is_a_plain_404(client, stack):
+    order = Order.objects.get(id=hold(client, "11D"))
+    genuine = ownership.booking_token(order)
+    order_elsewhere = signing.dumps(order.id, salt="another-purpose")  # signed, but not as a link
+
+    for token in ["nothing", genuine[:-1] + ("A" if genuine[-1] != "A" else "B"), order_elsewhere]:
+        reply = Client().get(f"/bookings/{token}/")
+        assert reply.status_code == 404, token
+    assert Client().get(f"/bookings/{genuine}/").status_code == 200, "the genuine link opens it"
+
+
+def test_every_order_gets_its_own_booking_reference(client, stack):
+    first, second = hold(client, "12C"), hold(Client(), "12D")
+
+    references = {Order.objects.get(id=first).reference, Order.objects.get(id=second).reference}
+
+    assert len(references) == 2 and None not in references
+
+
+def test_the_seat_change_cap_is_not_contradicted_by_the_hint(client, stack, settings):
+    settings.MAX_SEAT_CHANGES = 1
+    order_id = hold(client, "19A")
+    client.post(f"/orders/{order_id}/seats", {"seat": "19B"}, **HTMX)
+
+    refused = client.post(f"/orders/{order_id}/seats", {"seat": "19C"}, **HTMX).content.decode()
+
+    assert "can be changed once at most" in refused
+    assert "Every change resets the timer" not in refused
+    beside_the_seat = r'role="row"><p role="gridcell" class="inline-error seat-message"'
+    assert re.search(beside_the_seat, refused), "under row 19"

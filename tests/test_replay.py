@@ -25,7 +25,14 @@ from common import payload_codec
 from common.payload_codec import EncryptionCodec, new_key_entry, parse_keys
 from orders.booking import Activities
 from temporal_worker import workflows
-from temporal_worker.workflows import FEWER_ROUND_TRIPS, PATCHES, REFUND_BEFORE_PAYMENT, BookingWorkflow
+from temporal_worker.workflows import (
+    FEWER_ROUND_TRIPS,
+    HOLD_LIFE_CAP,
+    PATCHES,
+    REFUND_BEFORE_PAYMENT,
+    SEARCH_ATTRIBUTES,
+    BookingWorkflow,
+)
 from tests.test_workflow import SANDBOX
 
 FOLDER = Path(__file__).parent / "histories"
@@ -39,9 +46,16 @@ PATHS = {
     "failed_99999",
     "failed_88888_timeouts",
     "seat_sold_meanwhile",
+    "same_seats_changed_then_confirmed",
 }
 # The histories kept from before each patch (never recorded again), by the patch they predate.
-BEFORE = {REFUND_BEFORE_PAYMENT: "pre_refund_patch_", FEWER_ROUND_TRIPS: "pre_local_activities_"}
+BEFORE = {
+    REFUND_BEFORE_PAYMENT: "pre_refund_patch_",
+    FEWER_ROUND_TRIPS: "pre_local_activities_",
+    # The hold's cap and the search attributes landed together: one set of histories predates both.
+    HOLD_LIFE_CAP: "pre_search_attributes_",
+    SEARCH_ATTRIBUTES: "pre_search_attributes_",
+}
 
 
 def load(name: str) -> WorkflowHistory:
@@ -149,9 +163,31 @@ def test_the_local_activities_patch_has_a_branch_for_bookings_from_before_it():
     # Today: the marker, the bookkeeping as local activities, and the payment the one regular
     # activity (its timeout, attempts and backoff stay visible in the Temporal UI).
     today = load("confirmed_00000")
-    assert patches_marked(today) == [FEWER_ROUND_TRIPS]
+    assert FEWER_ROUND_TRIPS in patches_marked(today)
     assert activities_scheduled(today) == [Activities.VALIDATE_PAYMENT]
     assert local_activities(today) == 4, "the hold, PAYMENT_PENDING, the hold over the payment, the sale"
+
+
+def upserts(history: WorkflowHistory) -> int:
+    kind = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    return sum(event.event_type == kind for event in history.events)
+
+
+def test_the_search_attributes_patch_has_a_branch_for_bookings_from_before_it():
+    # Before it: one upsert only, the patch marker's own; since: one more at each transition.
+    before, today = load("pre_search_attributes_confirmed_00000"), load("confirmed_00000")
+    assert SEARCH_ATTRIBUTES not in patches_marked(before)
+    assert upserts(before) == 1
+    assert SEARCH_ATTRIBUTES in patches_marked(today)
+    assert upserts(today) > 4, "SEATS_RESERVED, PAYMENT_PENDING, PAYMENT_PROCESSING, CONFIRMED"
+
+
+def test_the_hold_cap_patch_is_taken_by_a_change_to_the_same_seats():
+    # Only a change to the seats already held asks for the patch (it then runs no activity).
+    same = load("same_seats_changed_then_confirmed")
+    assert HOLD_LIFE_CAP in patches_marked(same)
+    assert local_activities(same) == local_activities(load("confirmed_00000")), "the no-change ran nothing"
+    assert HOLD_LIFE_CAP not in patches_marked(load("seat_change_confirmed"))
 
 
 # --- With the payload codec, as production runs ----------------------------------------------

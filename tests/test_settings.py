@@ -163,3 +163,18 @@ def test_a_bad_gunicorn_variable_stops_it_with_one_line_naming_it(command, varia
     assert lines == [f"configuration error: {variable}={value!r} is not valid: expected {accepts}"], (
         result.stderr
     )
+
+
+@pytest.mark.parametrize("command", ["runworker", "seed_flights", "reconcile_orders", "migrate", "check"])
+def test_every_commands_help_works_without_configuration(command):
+    result = run_manage(command, "--help", SECRET_KEY="", DEBUG="false")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: manage.py {command}")
+
+
+def test_the_list_of_commands_works_without_configuration():
+    result = run_manage("help", SECRET_KEY="", DEBUG="false")
+
+    assert result.returncode == 0, result.stderr
+    assert "runworker" in result.stdout

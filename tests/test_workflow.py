@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -44,6 +45,7 @@ from orders.booking import (
     PaymentRequest,
     PaymentResult,
     ReleaseSeatsInput,
+    SearchAttributes,
     SeatSelection,
     State,
 )
@@ -60,6 +62,16 @@ SANDBOX = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     # A server per test (it starts in ~0.1 s): one test's timers and clock never touch another's.
     environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
+    # As the dev server registers them (devstack): a workflow that sets an unknown one is stuck.
+    await environment.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=environment.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                for key in (SearchAttributes.BOOKING_STATE, SearchAttributes.FLIGHT_ID)
+            },
+        )
+    )
     yield environment
     await environment.shutdown()
 
@@ -228,7 +240,10 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real dev server, in real time, for what the time-skipping test server cannot follow: a
     timer that fires while a local activity runs (the test server refuses the task's completion,
     "invalid history builder state"; the real server takes it)."""
-    environment = await WorkflowEnvironment.start_local(dev_server_existing_path=DEV_SERVER)
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=DEV_SERVER,
+        search_attributes=[SearchAttributes.BOOKING_STATE, SearchAttributes.FLIGHT_ID],
+    )
     yield environment
     await environment.shutdown()
 

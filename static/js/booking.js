@@ -1,6 +1,6 @@
 // What the browser does itself: tick the seat-hold countdown every second, show departure
-// times in the viewer's time zone, and keep a sideways-scrolled cabin in place when htmx
-// re-renders it. Polling and forms are htmx's job.
+// times in the viewer's time zone, keep a sideways-scrolled cabin in place when htmx
+// re-renders it, and make the seat map one keyboard grid. Polling and forms are htmx's job.
 (function () {
   "use strict";
 
@@ -55,7 +55,110 @@
     if (cabin && cabinScroll) { cabin.scrollLeft = cabinScroll; }
   });
 
-  document.addEventListener("DOMContentLoaded", function () { localTimes(); tick(); });
-  document.addEventListener("htmx:load", function (event) { localTimes(event.target); tick(); });
+  // The seat map as a WAI-ARIA grid: one tab stop (roving tabindex), arrow keys between seats
+  // (across aisles, skipping seats that cannot be clicked), Home/End in a row, Ctrl+Home/End.
+  var activeSeat = null; // the id of the seat that holds the tab stop, kept across re-renders
+
+  function enabledSeats(root) {
+    return Array.prototype.filter.call(root.querySelectorAll("button.seat"), function (b) { return !b.disabled; });
+  }
+
+  function rove(grid) {
+    var seats = enabledSeats(grid);
+    var current = seats.filter(function (b) { return b === document.activeElement || b.id === activeSeat; })[0]
+      || grid.querySelector("button.seat--selected:not(:disabled)") || seats[0];
+    grid.querySelectorAll("button.seat").forEach(function (b) { b.tabIndex = b === current ? 0 : -1; });
+  }
+
+  function moveTo(seat) {
+    if (!seat) { return; }
+    var grid = seat.closest("[data-seat-grid]");
+    grid.querySelectorAll("button.seat[tabindex='0']").forEach(function (b) { b.tabIndex = -1; });
+    seat.tabIndex = 0;
+    activeSeat = seat.id;
+    seat.focus();
+    seat.scrollIntoView({ block: "nearest", inline: "nearest" });
+  }
+
+  function target(grid, seat, key, ctrl) {
+    var rows = Array.prototype.map.call(grid.querySelectorAll("[role=row]"), enabledSeats)
+      .filter(function (row) { return row.length; });
+    var r = rows.findIndex(function (row) { return row.indexOf(seat) >= 0; });
+    var row = rows[r], c = row.indexOf(seat), letter = seat.value.slice(-1);
+    if (key === "ArrowLeft") { return row[c - 1]; }
+    if (key === "ArrowRight") { return row[c + 1]; }
+    if (key === "Home") { return ctrl ? rows[0][0] : row[0]; }
+    if (key === "End") { return ctrl ? rows[rows.length - 1].slice(-1)[0] : row[row.length - 1]; }
+    var step = key === "ArrowUp" || key === "PageUp" ? -1 : 1, jump = key.indexOf("Page") === 0 ? 5 : 1;
+    // Up and down keep the column where the next row has that seat free, else its nearest seat.
+    for (var i = r + step * jump; i >= 0 && i < rows.length; i += step) {
+      var same = rows[i].filter(function (b) { return b.value.slice(-1) === letter; })[0];
+      if (same) { return same; }
+      if (jump > 1 || i === rows.length - 1 || i === 0) { return rows[i][Math.min(c, rows[i].length - 1)]; }
+    }
+    return null;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    var seat = event.target.closest && event.target.closest("[data-seat-grid] button.seat");
+    var keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
+    if (!seat || keys.indexOf(event.key) < 0 || event.altKey || event.metaKey) { return; }
+    event.preventDefault();
+    moveTo(target(seat.closest("[data-seat-grid]"), seat, event.key, event.ctrlKey));
+  });
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("[data-seat-grid] button.seat")) { moveTo(event.target); }
+  });
+
+  // A message about a seat is shown beside it; the announcer (a live region outside the swapped
+  // fragments) reads it out.
+  function announce() {
+    var announcer = document.getElementById("announcer");
+    var message = document.querySelector("[data-seat-message]");
+    if (announcer) { announcer.textContent = message ? message.textContent.trim() : ""; }
+  }
+
+  // The skip link lands in the payment field itself, not just beside it.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a[href='#payment-code']");
+    var field = document.getElementById("payment-code");
+    if (!link || !field) { return; }
+    event.preventDefault();
+    field.focus();
+  });
+
+  // The order's page shows the customer's seats (row 30 of a wide-body is far down) as soon as
+  // it has them: at once, or once the poll brings the first confirmed hold.
+  var shownMine = !!location.hash;
+
+  function showMine() {
+    var mine = document.querySelector("#seat-panel button.seat--selected, #seat-panel button.seat--mine");
+    if (mine && !shownMine) {
+      shownMine = true;
+      mine.scrollIntoView({ block: "center", inline: "center" });
+    }
+  }
+
+  // "Copy link": the private link to a booking, to the clipboard (selected, if it cannot be).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    var field = button && document.getElementById(button.dataset.copy);
+    if (!field) { return; }
+    field.select();
+    var done = function () { button.textContent = "Copied"; document.getElementById("announcer").textContent = "Link copied"; };
+    if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () {}); }
+    else if (document.execCommand("copy")) { done(); }
+  });
+
+  function setUp(root) {
+    localTimes(root);
+    tick();
+    (root.matches && root.matches("[data-seat-grid]") ? [root] : root.querySelectorAll("[data-seat-grid]")).forEach(rove);
+    showMine();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { setUp(document); });
+  document.addEventListener("htmx:load", function (event) { setUp(event.target); });
+  document.addEventListener("htmx:afterSettle", announce);
   setInterval(tick, 1000);
 })();

@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# Every run saves its screenshots under test-results/; `make screenshots` refreshes the README's.
-SCREENSHOTS = ROOT / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") else "test-results") / "screenshots"
+# Every run saves its screenshots under test-results/; `make screenshots` refreshes the README's
+# (those named here) in docs/screenshots/ too.
+SCREENSHOTS = ROOT / "test-results" / "screenshots"
+README_SCREENSHOTS = ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") else None
+IN_README = {
+    *("seat-map", "retrying", "confirmed", "failed", "expired", "seat-taken", "flights", "order"),
+    *("phone-order", "phone-seat-map-FL505", "order-FL606-phone", "confirmed-phone", "booking-link-desktop"),
+}
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -56,8 +62,10 @@ def new_context(browser, browser_context_args):
 
 @pytest.fixture
 def screenshot():
-    def save(page, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    def save(page, name: str, *, full_page: bool = True) -> None:
+        for folder in (SCREENSHOTS, README_SCREENSHOTS if name in IN_README else None):
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
 
     return save

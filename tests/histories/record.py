@@ -27,32 +27,43 @@ import sys
 import sysconfig
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from orders.booking import BookingInput, CancelRequest, PaymentRequest, SeatSelection
+from orders.booking import BookingInput, CancelRequest, PaymentRequest, SearchAttributes, SeatSelection
 from temporal_worker.workflows import BookingWorkflow
 from tests.test_workflow import FakeStores
 
 HERE = Path(__file__).resolve().parent
 DEV_SERVER = os.path.join(sysconfig.get_path("scripts"), "temporal")
 TASK_QUEUE = "record-histories"
+HOLD = timedelta(seconds=60)  # as a booking's hold here; its whole life is capped at three
 
 
 async def create(
-    client: Client, seats: list[str], *, hold: float = 60, payment_timeout: float = 2
+    client: Client, seats: list[str], *, hold: float = HOLD.total_seconds(), payment_timeout: float = 2
 ) -> WorkflowHandle:
     """Start the booking and hold its first seats in one call, as orders/commands.py does."""
     order_id = f"ord-{uuid.uuid4().hex[:20]}"
     start = WithStartWorkflowOperation(
         BookingWorkflow.run,
-        BookingInput(order_id, "fl-101", hold, 60, payment_timeout, 3, 20),
+        BookingInput(
+            order_id,
+            "fl-101",
+            hold,
+            60,
+            payment_timeout,
+            3,
+            20,
+            hold_life_ends_at=datetime.now(UTC) + 3 * HOLD,
+        ),
         id=f"booking-{order_id}",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SearchAttributes.FLIGHT_ID, "fl-101")]),
         task_queue=TASK_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
@@ -72,6 +83,13 @@ async def confirmed_00000(client: Client, _: FakeStores) -> WorkflowHandle:
 async def seat_change_confirmed(client: Client, _: FakeStores) -> WorkflowHandle:
     handle = await create(client, ["12A", "12B"])
     await handle.execute_update(BookingWorkflow.hold_seats, SeatSelection(seats=["12B", "14C"]))
+    await handle.execute_update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
+    return handle
+
+
+async def same_seats_changed_then_confirmed(client: Client, _: FakeStores) -> WorkflowHandle:
+    handle = await create(client, ["12A", "12B"])
+    await handle.execute_update(BookingWorkflow.hold_seats, SeatSelection(seats=["12B", "12A"]))  # no change
     await handle.execute_update(BookingWorkflow.submit_payment, PaymentRequest("00000"))
     return handle
 
@@ -115,6 +133,7 @@ async def failed_88888_timeouts(client: Client, stores: FakeStores) -> WorkflowH
 PATHS: dict[str, Callable[[Client, FakeStores], Awaitable[WorkflowHandle]]] = {
     "confirmed_00000": confirmed_00000,
     "seat_change_confirmed": seat_change_confirmed,
+    "same_seats_changed_then_confirmed": same_seats_changed_then_confirmed,
     "cancelled": cancelled,
     "first_hold_refused": first_hold_refused,
     "expired": expired,
@@ -128,7 +147,11 @@ async def main(names: list[str]) -> None:
     unknown = set(names) - set(PATHS)
     if unknown:
         raise SystemExit(f"no such path: {', '.join(sorted(unknown))} (known: {', '.join(PATHS)})")
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=DEV_SERVER, namespace="default")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=DEV_SERVER,
+        namespace="default",
+        search_attributes=[SearchAttributes.BOOKING_STATE, SearchAttributes.FLIGHT_ID],  # as devstack
+    )
     try:
         for name in names or PATHS:
             stores = FakeStores()

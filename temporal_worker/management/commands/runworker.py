@@ -24,7 +24,7 @@ from temporalio.service import RPCError
 
 from common import tracing
 from orders.temporal_client import TemporalMisconfigured, connect
-from temporal_worker import metrics
+from temporal_worker import metrics, search_attributes
 from temporal_worker.schedules import ensure_reconcile_schedule, ensure_retention_schedule
 from temporal_worker.worker import build_worker
 
@@ -69,6 +69,7 @@ class Command(BaseCommand):
         client = await self.connect_with_retry(stop, runtime)
         if client is None:
             return
+        await self.check_search_attributes(client)
         worker = build_worker(client, task_queue=task_queue)
         queue = task_queue or settings.TEMPORAL_TASK_QUEUE
         await self.schedule_reconciliation(client, queue)
@@ -80,6 +81,23 @@ class Command(BaseCommand):
             await stop.wait()
             logger.info("shutting down: finishing running activities")
         logger.info("worker stopped")
+
+    async def check_search_attributes(self, client: Client) -> None:
+        """Bookings stall on a namespace without the booking search attributes: say so at start,
+        with the commands that register them (a Temporal that cannot list them is only noted)."""
+        try:
+            absent = await search_attributes.missing(client)
+        except RPCError as error:
+            logger.warning("could not check the booking search attributes: %s", error)
+            return
+        if absent:
+            logger.error(
+                "Temporal namespace %s lacks the search attributes %s: bookings cannot progress "
+                "until they are registered: %s",
+                client.namespace,
+                ", ".join(absent),
+                search_attributes.how_to_register(absent, client.namespace),
+            )
 
     async def schedule_reconciliation(self, client: Client, queue: str) -> None:
         """The reconciliation's Temporal Schedule (RECONCILE_EVERY; 0 leaves it as it is). A
