@@ -27,8 +27,6 @@ exits 1 on any violation. Every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import shutil
 import sys
@@ -42,7 +40,7 @@ from pathlib import Path
 import psycopg
 
 from devstack.bench import percentile
-from devstack.chaos import ChaosStack
+from devstack.chaos import ChaosStack, Client
 from devstack.supervisor import log
 
 FLIGHT = "fl-202"  # 19 rows of four seats: 76 in all
@@ -57,43 +55,10 @@ POLL_SECONDS = 2.0
 MAX_REQUESTS_PER_BOT = 20_000  # a bound on every loop, whatever the clock says
 
 
-class Client:
-    """One browser session (its cookie, unless ``keep_cookie`` is off) from one address."""
-
-    def __init__(self, url: str, address: str, *, keep_cookie: bool = True) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.host, self.port, self.address, self.keep_cookie = host, int(port), address, keep_cookie
-        self.cookie = ""
-        self.connection: http.client.HTTPConnection | None = None
-
-    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict, dict[str, str]]:
-        headers = {"X-Forwarded-For": self.address}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self.cookie and self.keep_cookie:
-            headers["Cookie"] = self.cookie
-        for attempt in range(2):  # one reconnect if the server closed an idle keep-alive
-            if self.connection is None:
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            try:
-                self.connection.request(
-                    method, path, body=json.dumps(body) if body is not None else None, headers=headers
-                )
-                reply = self.connection.getresponse()
-                data = reply.read()
-                break
-            except (http.client.HTTPException, OSError):
-                self.connection.close()
-                self.connection = None
-                if attempt:
-                    raise
-        if cookie := reply.getheader("Set-Cookie"):
-            self.cookie = cookie.split(";", 1)[0]
-        try:
-            parsed = json.loads(data) if data else {}
-        except ValueError:
-            parsed = {"raw": data[:200].decode(errors="replace")}
-        return reply.status, parsed, dict(reply.getheaders())
+def client_from(url: str, address: str, *, keep_cookie: bool = True) -> Client:
+    """One browser session (its cookie, unless ``keep_cookie`` is off) from one address, which the
+    stack trusts the X-Forwarded-For of (it is the bots' and the customers' only difference)."""
+    return Client(url, 30, headers={"X-Forwarded-For": address}, keep_cookie=keep_cookie)
 
 
 @dataclass
@@ -141,7 +106,7 @@ def cookieless_bot(url: str, number: int, tally: Tally, until: float) -> None:
         if time.monotonic() > until:
             return
         start = (sent * 9) % max(1, len(mine) - 8)
-        status, reply, headers = Client(url, BOT_ADDRESS, keep_cookie=False).call(
+        status, reply, headers = client_from(url, BOT_ADDRESS, keep_cookie=False).call(
             "POST", "/api/orders", {"flightId": FLIGHT, "seats": mine[start : start + 9]}
         )
         if status == 400 and reply.get("error") == "INVALID_SEATS":
@@ -154,7 +119,7 @@ def cookieless_bot(url: str, number: int, tally: Tally, until: float) -> None:
 
 def one_session_bot(url: str, tally: Tally, until: float) -> None:
     """One cookie: an order, then another on the same flight, and seat changes, as fast as it can."""
-    bot = Client(url, BOT_ADDRESS)
+    bot = client_from(url, BOT_ADDRESS)
     seats = BOT_SEATS[-9:]
     order_id = None
     for sent in range(MAX_REQUESTS_PER_BOT):
@@ -180,7 +145,7 @@ def one_session_bot(url: str, tally: Tally, until: float) -> None:
 
 
 def poller_bot(url: str, tally: Tally, until: float) -> None:
-    poller = Client(url, BOT_ADDRESS)
+    poller = client_from(url, BOT_ADDRESS)
     for _ in range(MAX_REQUESTS_PER_BOT):
         if time.monotonic() > until:
             return
@@ -189,7 +154,7 @@ def poller_bot(url: str, tally: Tally, until: float) -> None:
 
 def customer(url: str, number: int, tally: Tally, until: float) -> None:
     """A person elsewhere: two seats of their own, pay, follow the order to its end."""
-    person = Client(url, f"198.51.100.{10 + number}")
+    person = client_from(url, f"198.51.100.{10 + number}")
     seats = seats_of(CUSTOMER_ROWS)[number * 2 : number * 2 + 2]
     started = time.monotonic()
     status, reply, headers = person.call("POST", "/api/orders", {"flightId": FLIGHT, "seats": seats})

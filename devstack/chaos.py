@@ -302,17 +302,27 @@ class Call:
 class Client:
     """One customer's browser session over one keep-alive connection (its own cookie)."""
 
-    def __init__(self, url: str, timeout: float = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 20,
+        *,
+        headers: dict[str, str] | None = None,
+        keep_cookie: bool = True,
+    ) -> None:
         self.url, self.timeout, self.cookie = url, timeout, ""
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
+        self.headers, self.keep_cookie = dict(headers or {}), keep_cookie  # sent with every request
         self.connection: http.client.HTTPConnection | None = None
 
     def call(
         self, method: str, path: str, body: object = None, key: str | None = None
     ) -> tuple[int, dict, dict]:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if self.cookie:
+        headers = dict(self.headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self.cookie and self.keep_cookie:
             headers["Cookie"] = self.cookie
         if key:
             headers["Idempotency-Key"] = key

@@ -77,9 +77,8 @@ def request_charge(
         return Answer(Outcome.DECLINED)
     try:
         with transaction.atomic():
-            charge = Charge.objects.create(
-                id=_new_charge_id(),
-                idempotency_key=key,
+            charge = _insert(
+                key=key,
                 order_id=order_id,
                 attempt=attempt,
                 status=ChargeStatus.CHARGED,
@@ -119,13 +118,7 @@ def refund(*, key: str, order_id: str) -> tuple[Charge, bool]:
         if charge is None:
             try:
                 with transaction.atomic():
-                    charge = Charge.objects.create(
-                        id=_new_charge_id(),
-                        idempotency_key=key,
-                        order_id=order_id,
-                        status=ChargeStatus.VOIDED,
-                        refunded_at=now,
-                    )
+                    charge = _insert(key=key, order_id=order_id, status=ChargeStatus.VOIDED, refunded_at=now)
             except IntegrityError:  # a charge under the key committed meanwhile: refund that
                 charge = locked(key=key)
                 assert charge is not None
@@ -147,5 +140,8 @@ def charges_of(order_id: str) -> list[Charge]:
     return list(Charge.objects.filter(order_id=order_id).exclude(status=ChargeStatus.VOIDED))
 
 
-def _new_charge_id() -> str:
-    return f"ch_{secrets.token_hex(12)}"
+def _insert(*, key: str, order_id: str, **fields: object) -> Charge:
+    """The key's row, under a new charge id (the key's unique index refuses a second one)."""
+    return Charge.objects.create(
+        id=f"ch_{secrets.token_hex(12)}", idempotency_key=key, order_id=order_id, **fields
+    )

@@ -45,21 +45,11 @@ def reconcile_schedule(*, task_queue: str, every: timedelta) -> Schedule:
 
 async def ensure_reconcile_schedule(client: Client, *, task_queue: str, every: timedelta) -> str:
     """Create the reconciliation's schedule, or bring an existing one up to date (its interval,
-    its action) while keeping its state: a schedule an operator paused stays paused. Idempotent:
-    every worker calls it as it starts. Returns the schedule's id."""
+    its action) while keeping its state (``ensure_schedule``). Returns the schedule's id."""
     schedule_id = reconcile_schedule_id(task_queue)
-    wanted = reconcile_schedule(task_queue=task_queue, every=every)
-    try:
-        await client.create_schedule(schedule_id, wanted)
-        logger.info("created schedule %s (every %s)", schedule_id, every)
-    except ScheduleAlreadyRunningError:
-
-        def keep_state(current: ScheduleUpdateInput) -> ScheduleUpdate:
-            state = current.description.schedule.state
-            return ScheduleUpdate(schedule=dataclasses.replace(wanted, state=state))
-
-        await client.get_schedule_handle(schedule_id).update(keep_state)
-        logger.info("schedule %s already there: brought up to date", schedule_id)
+    await ensure_schedule(
+        client, schedule_id=schedule_id, wanted=reconcile_schedule(task_queue=task_queue, every=every)
+    )
     return schedule_id
 
 
