@@ -28,18 +28,32 @@ logger = logging.getLogger(__name__)
 NOTE = "Reconciles Redis, PostgreSQL and the booking workflows (docs/OPERATIONS.md)"
 
 
-def reconcile_schedule(*, task_queue: str, every: timedelta) -> Schedule:
+def every_interval(
+    workflow: str, *, schedule_id: str, task_queue: str, every: timedelta, runs_at_most: timedelta, note: str
+) -> Schedule:
+    """A schedule that starts ``workflow`` every ``every``; a run still going when the next is due
+    makes the next one skipped, never run beside it (overlap SKIP)."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            RECONCILE_WORKFLOW,
-            id=reconcile_schedule_id(task_queue),  # Temporal adds each run's time to it
+            workflow,
+            id=schedule_id,  # Temporal adds each run's time to it
             task_queue=task_queue,
-            execution_timeout=timedelta(minutes=10),
+            execution_timeout=runs_at_most,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        # A run still going when the next is due: the next is skipped, never run beside it.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=NOTE),
+        state=ScheduleState(note=note),
+    )
+
+
+def reconcile_schedule(*, task_queue: str, every: timedelta) -> Schedule:
+    return every_interval(
+        RECONCILE_WORKFLOW,
+        schedule_id=reconcile_schedule_id(task_queue),
+        task_queue=task_queue,
+        every=every,
+        runs_at_most=timedelta(minutes=10),
+        note=NOTE,
     )
 
 
@@ -62,16 +76,13 @@ def retention_schedule_id(task_queue: str) -> str:
 
 
 def retention_schedule(*, task_queue: str, every: timedelta) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            RETENTION_WORKFLOW,
-            id=retention_schedule_id(task_queue),  # Temporal adds each run's time to it
-            task_queue=task_queue,
-            execution_timeout=timedelta(hours=2),
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=RETENTION_NOTE),
+    return every_interval(
+        RETENTION_WORKFLOW,
+        schedule_id=retention_schedule_id(task_queue),
+        task_queue=task_queue,
+        every=every,
+        runs_at_most=timedelta(hours=2),
+        note=RETENTION_NOTE,
     )
 
 
