@@ -96,6 +96,7 @@ class Report:
     repairs: Tally[str] = field(default_factory=Tally)
     details: list[str] = field(default_factory=list)
     failures: int = 0
+    kept: int = 0  # repair and "seen" lines kept so far; failure lines are kept apart, however many
 
     def add(self, kind: Repair, detail: str, *, order_id: str | None = None) -> None:
         self.repairs[kind.value] += 1
@@ -116,10 +117,11 @@ class Report:
         logger.error("reconciliation: failed: %s", what, exc_info=error, extra={"order_id": order_id or "-"})
 
     def _keep(self, line: str) -> None:
-        if len(self.details) < KEEP_DETAILS:
+        if self.kept < KEEP_DETAILS:
             self.details.append(line)
-        elif len(self.details) == KEEP_DETAILS:
+        elif self.kept == KEEP_DETAILS:
             self.details.append("… and more: the counts are whole, and the worker's log has every line")
+        self.kept += 1
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from orders import temporal_client
 from orders.booking import Messages, reconcile_schedule_id
 from orders.commands import new_order_id
 from orders.models import Order, ReconcileRun
-from orders.reconciliation import BATCH, KEEP_DETAILS, reconcile
+from orders.reconciliation import BATCH, KEEP_DETAILS, Repair, Report, reconcile
 from payments.ledger import charge_key
 from payments.models import Charge, ChargeStatus
 from tests.conftest import WorkerProcess
@@ -187,3 +187,15 @@ def test_a_run_pages_through_thousands_of_stale_orders_and_one_failure_does_not_
     assert len([beat for beat in beats if beat.startswith("charges of ended orders")]) == 2000 // BATCH
     assert len(run.details) == KEEP_DETAILS + 2, "a page of repairs, the line that says so, the failure"
     assert (again.repairs, again.failures) == ({}, 1), "the next run tries the one that failed again"
+
+
+def test_a_failure_early_in_a_run_does_not_shorten_the_page_of_repairs_kept():
+    # Pure logic: the failure's line is kept apart from the page of repairs, wherever it falls.
+    report = Report()
+    report.failed("refunding ord-x", RuntimeError("refused"))
+    for n in range(KEEP_DETAILS + 10):
+        report.add(Repair.CHARGE_REFUNDED, f"ord-{n}")
+    assert report.failures == 1 and report.repairs == {"charge_refunded": KEEP_DETAILS + 10}
+    assert len(report.details) == KEEP_DETAILS + 2
+    assert report.details[0] == "failed: refunding ord-x: RuntimeError: refused"
+    assert report.details[-1].startswith("… and more")
