@@ -54,7 +54,23 @@ def duration(name: str, default: str, *, minimum: timedelta = timedelta(0)) -> t
     return result
 
 
-def integer(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def integer(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    old_name: str | None = None,
+) -> int:
+    """A whole number within bounds. ``old_name``, a name the setting had before, is still read
+    when ``name`` is not set (the two set to different values are refused)."""
+    if old_name is not None and old_name in os.environ:
+        if name in os.environ and os.environ[name] != os.environ[old_name]:
+            raise SettingsError(
+                f"{name}={os.environ[name]!r} and {old_name}={os.environ[old_name]!r} disagree: "
+                f"{old_name} is the older name of {name}; set {name} alone"
+            )
+        name = name if name in os.environ else old_name
     value = _raw(name, str(default))
     bounds = f" from {minimum}" if minimum is not None else ""
     bounds += f" to {maximum}" if maximum is not None else ""

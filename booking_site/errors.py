@@ -13,6 +13,8 @@ from django.views.defaults import bad_request as bad_request_page
 from django.views.defaults import page_not_found, server_error
 
 from common import metrics
+from common.api import error
+from common.errors import ErrorCode
 from orders.errors import SERVICE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
@@ -28,24 +30,21 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     DATA_UPLOAD_MAX_MEMORY_SIZE, a disallowed host, a malformed multipart body."""
     if _is_api(request):
         if isinstance(exception, RequestDataTooBig):
-            too_large = {"error": "PAYLOAD_TOO_LARGE", "message": "The body is too large"}
-            return JsonResponse(too_large, status=413)
-        return JsonResponse({"error": "BAD_REQUEST", "message": "The request is malformed"}, status=400)
+            return error(ErrorCode.PAYLOAD_TOO_LARGE, "The body is too large")
+        return error(ErrorCode.BAD_REQUEST, "The request is malformed")
     return bad_request_page(request, exception)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse(
-            {"error": "NOT_FOUND", "message": f"No such endpoint: {request.path}"}, status=404
-        )
+        return error(ErrorCode.NOT_FOUND, f"No such endpoint: {request.path}")
     return page_not_found(request, exception)
 
 
 def internal_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
         message = "Something went wrong on our side; nothing was changed. Please try again."
-        return JsonResponse({"error": "INTERNAL_ERROR", "message": message}, status=500)
+        return error(ErrorCode.INTERNAL_ERROR, message)
     return server_error(request)
 
 

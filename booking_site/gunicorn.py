@@ -75,7 +75,7 @@ def pre_fork(server: object, worker: object) -> None:
 def post_worker_init(worker: object) -> None:
     """Connect to Temporal as each worker process starts, not on its first request (1.5 s);
     then freeze what the worker loaded for good, as the master did before the fork."""
-    from orders.temporal_client import connect_soon
+    from common.temporal_client import connect_soon
 
     connect_soon()
     gc.freeze()

@@ -25,10 +25,9 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from common import metrics
+from common import metrics, temporal_client
 from common.api import api_view
 from flights import holds
-from orders import temporal_client
 
 CHECK_TIMEOUT_SECONDS = 3.0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from orders.booking import WORKFLOW_ID_PREFIX
+from orders.workflow_contract import WORKFLOW_ID_PREFIX
 
 ORDER_IN_PATH = re.compile(r"/orders/(ord-[0-9a-z]+)")
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
 from common.api import api_view
+from common.errors import ErrorCode
 
 SOURCE = Path(__file__).with_name("openapi.yaml")
 
@@ -28,6 +29,10 @@ def document() -> dict[str, Any]:
     """The document as this server answers: with its own limit on seats per order."""
     served = copy.deepcopy(_source())
     served["components"]["schemas"]["SeatSelection"]["maxItems"] = settings.MAX_SEATS_PER_ORDER
+    # Every code an error may carry: the one list, common.errors.ErrorCode (each operation's
+    # responses narrow it to the codes that operation answers).
+    codes = served["components"]["schemas"]["Error"]["properties"]["error"]
+    codes["enum"] = [code.value for code in ErrorCode]
     return served
 
 

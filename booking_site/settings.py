@@ -222,7 +222,10 @@ SEAT_HOLD_TTL_MARGIN = env.duration("SEAT_HOLD_TTL_MARGIN", "60s")
 PAYMENT_VALIDATION_TIMEOUT = env.duration(
     "PAYMENT_VALIDATION_TIMEOUT", "10s", minimum=timedelta(milliseconds=100)
 )
-PAYMENT_MAX_RETRIES = env.integer("PAYMENT_MAX_RETRIES", 3, minimum=1, maximum=20)
+# Attempts in all, the first included (PAYMENT_MAX_RETRIES, its older name, is still read).
+PAYMENT_MAX_ATTEMPTS = env.integer(
+    "PAYMENT_MAX_ATTEMPTS", 3, minimum=1, maximum=20, old_name="PAYMENT_MAX_RETRIES"
+)
 PAYMENT_FAILURE_RATE = env.fraction("PAYMENT_FAILURE_RATE", 0.15)
 PAYMENT_LATENCY_MIN = env.duration("PAYMENT_LATENCY_MIN", "1s")
 PAYMENT_LATENCY_MAX = env.duration("PAYMENT_LATENCY_MAX", "8s")

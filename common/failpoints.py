@@ -29,7 +29,7 @@ NAMES = {
     # temporal_worker.activities.validate_payment: the gateway's approval is committed to its
     # ledger, and the activity has not returned it to Temporal yet.
     "payment.after_charge": "after an approved charge is committed, before the activity returns",
-    # orders.bookkeeping.confirm_booking: the sold seats and CONFIRMED are written, not committed.
+    # orders.activity_writes.confirm_booking: the sold seats and CONFIRMED are written, not committed.
     "confirm.before_commit": "inside the confirming transaction, before it commits",
 }
 ACTIONS = ("kill", "raise", "sleep:SECONDS")

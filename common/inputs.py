@@ -21,7 +21,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import register_converter
 
-from common.errors import Refused
+from common.errors import ErrorCode, Refused
 from common.formats import FLIGHT_ID, IDEMPOTENCY_KEY, ORDER_ID, SEAT_CODE, SESSION_KEY, is_payment_code
 
 # The API's bodies are a few hundred bytes, two levels deep, with no numbers that matter.
@@ -51,7 +51,7 @@ def is_storable(text: str) -> bool:
 
 def flight_id(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(FLIGHT_ID, value):
-        raise InvalidInput("VALIDATION_ERROR", '"flightId" must be a flight id such as "fl-101"')
+        raise InvalidInput(ErrorCode.VALIDATION_ERROR, '"flightId" must be a flight id such as "fl-101"')
     return value
 
 
@@ -59,7 +59,9 @@ def seat_text(value: object) -> str:
     """A seat as a customer typed it, upper-cased: short, printable text, possibly not a seat code
     at all (the caller says which seats are not on the flight, naming them)."""
     if not isinstance(value, str) or len(value) > MAX_SEAT_TEXT or not value.isprintable():
-        raise InvalidInput("VALIDATION_ERROR", '"seats" must be a list of seat codes such as ["12A", "12B"]')
+        raise InvalidInput(
+            ErrorCode.VALIDATION_ERROR, '"seats" must be a list of seat codes such as ["12A", "12B"]'
+        )
     return value.upper()
 
 
@@ -69,7 +71,9 @@ def is_seat_code(text: str) -> bool:
 
 def payment_code(value: object) -> str:
     if not is_payment_code(value):
-        raise InvalidInput("INVALID_PAYMENT_CODE", "The payment code must be exactly 5 digits, such as 12345")
+        raise InvalidInput(
+            ErrorCode.INVALID_PAYMENT_CODE, "The payment code must be exactly 5 digits, such as 12345"
+        )
     return value
 
 
@@ -79,7 +83,7 @@ def idempotency_key(value: str | None) -> str | None:
         return None
     if not IDEMPOTENCY_KEY.fullmatch(value):
         raise InvalidInput(
-            "INVALID_IDEMPOTENCY_KEY",
+            ErrorCode.INVALID_IDEMPOTENCY_KEY,
             "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces (a UUID, say)",
         )
     return value
@@ -99,26 +103,28 @@ def json_object(request: HttpRequest) -> dict[str, Any]:
     """The request's JSON body, which must be an object: read only up to MAX_BODY_BYTES (413
     beyond), parsed with limits on nesting and number length, its text all storable."""
     if request.content_type != "application/json":
-        raise InvalidInput("UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON (Content-Type: application/json)")
+        raise InvalidInput(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as JSON (Content-Type: application/json)"
+        )
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        raise InvalidInput("INVALID_JSON", "The Content-Length header is not a number") from None
+        raise InvalidInput(ErrorCode.INVALID_JSON, "The Content-Length header is not a number") from None
     limit = min(MAX_BODY_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or MAX_BODY_BYTES)
     if length > limit:  # refused unread (Django's own limit would answer an HTML 400 under DEBUG)
-        raise InvalidInput("PAYLOAD_TOO_LARGE", f"The body must be at most {limit} bytes")
+        raise InvalidInput(ErrorCode.PAYLOAD_TOO_LARGE, f"The body must be at most {limit} bytes")
     try:
         body = json.loads(
             request.body or b"null", parse_int=_integer, parse_float=_number, parse_constant=_not_json
         )
     except _NumberTooLong:
-        raise InvalidInput("INVALID_JSON", NUMBER_TOO_LONG) from None
+        raise InvalidInput(ErrorCode.INVALID_JSON, NUMBER_TOO_LONG) from None
     except RecursionError:  # the parser's own limit, far below what the body size allows
-        raise InvalidInput("INVALID_JSON", TOO_DEEP) from None
+        raise InvalidInput(ErrorCode.INVALID_JSON, TOO_DEEP) from None
     except ValueError:  # JSONDecodeError, UnicodeDecodeError, NaN or Infinity
-        raise InvalidInput("INVALID_JSON", "The body is not valid JSON") from None
+        raise InvalidInput(ErrorCode.INVALID_JSON, "The body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise InvalidInput("VALIDATION_ERROR", "The body must be a JSON object")
+        raise InvalidInput(ErrorCode.VALIDATION_ERROR, "The body must be a JSON object")
     _check_text_and_depth(body)
     return body
 
@@ -149,7 +155,7 @@ def _check_text_and_depth(body: dict[str, Any]) -> None:
     while pending:
         value, depth = pending.pop()
         if depth > MAX_DEPTH:
-            raise InvalidInput("INVALID_JSON", TOO_DEEP)
+            raise InvalidInput(ErrorCode.INVALID_JSON, TOO_DEEP)
         if isinstance(value, dict):
             for key, item in value.items():
                 pending += [(key, depth), (item, depth + 1)]
@@ -157,7 +163,8 @@ def _check_text_and_depth(body: dict[str, Any]) -> None:
             pending += [(item, depth + 1) for item in value]
         elif isinstance(value, str) and not is_storable(value):
             raise InvalidInput(
-                "VALIDATION_ERROR", "Text in the body must not contain NUL characters or unpaired surrogates"
+                ErrorCode.VALIDATION_ERROR,
+                "Text in the body must not contain NUL characters or unpaired surrogates",
             )
 
 

@@ -1,7 +1,7 @@
 """The product's metrics, defined once, in Prometheus format (docs/OPERATIONS.md, "Metrics").
 
 Defined here, in the lowest layer, so that every package that counts something can import them:
-the worker's bookkeeping and payment records (``orders.bookkeeping``, ``payments.services``) and
+the worker's bookkeeping and payment records (``orders.activity_writes``, ``payments.services``) and
 the web (``booking_site.metrics``, ``orders.api``, ``common.api``). A metric is exported by the
 process that changes it:
 

@@ -28,11 +28,11 @@ from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
 from redis.exceptions import RedisError
 
-from common.errors import Refused
+from common.errors import ErrorCode, Refused
 
 logger = logging.getLogger(__name__)
 KEY_PREFIX = "limits"
-RATE_LIMITED = "RATE_LIMITED"
+RATE_LIMITED = ErrorCode.RATE_LIMITED
 
 
 class Limited(Refused):

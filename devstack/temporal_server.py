@@ -7,7 +7,7 @@ from pathlib import Path
 
 from devstack.supervisor import BIN, Supervisor
 
-# The booking workflow's custom search attributes (orders.booking.SearchAttributes): a workflow
+# The booking workflow's custom search attributes (orders.workflow_contract.SearchAttributes): a workflow
 # that sets one the namespace does not know fails.
 SEARCH_ATTRIBUTE_FLAGS = (
     *("--search-attribute", "BookingState=Keyword"),

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 
 from common.api import api_view, error, iso
+from common.errors import ErrorCode
 from flights.inventory import availability, seat_map
 from flights.models import Flight
 
@@ -37,7 +38,7 @@ def flight_list(request: HttpRequest) -> JsonResponse:
 def flight_detail(request: HttpRequest, flight_id: str) -> JsonResponse:
     flight = Flight.objects.filter(id=flight_id).first()
     if flight is None:
-        return error(404, "FLIGHT_NOT_FOUND", f"Flight {flight_id} not found")
+        return error(ErrorCode.FLIGHT_NOT_FOUND, f"Flight {flight_id} not found", status=404)
     plan = seat_map(flight=flight)
     return JsonResponse(
         {

@@ -3,14 +3,15 @@ booking starts, is the orders app's: ``orders.views.choose_seats``.)"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
+from common.htmx import HtmxHttpRequest
 from flights.inventory import availability
 from flights.models import Flight
 
 
-def flight_list(request: HttpRequest) -> HttpResponse:
+def flight_list(request: HtmxHttpRequest) -> HttpResponse:
     rows = availability(list(Flight.objects.upcoming()))
     template = "flights/flight_list.html#flight-rows" if request.htmx else "flights/flight_list.html"
     return render(request, template, {"rows": rows})

@@ -10,6 +10,7 @@ import re
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -21,11 +22,11 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedErr
 from common.admin import ReadOnlyAdminMixin
 from common.errors import Refused
 from flights.models import BookedSeat
-from orders.booking import Messages
-from orders.commands import cancel_order, live_status
 from orders.errors import ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderEvent, ReconcileRun
 from orders.overview import overview as compute_overview
+from orders.workflow_calls import cancel_order, live_status
+from orders.workflow_contract import Messages
 from payments.models import Charge, PaymentAttempt
 
 SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
@@ -140,7 +141,13 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             else "differs from the row (the row catches up as activities record)",
         )
 
-    @admin.action(description="Release the hold (cancel through the workflow)", permissions=["view"])
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        """Releasing a customer's hold is a change to their order: it takes the permission to
+        change orders (which the admin never uses to edit a row by hand), not only to view them."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description="Release the hold (cancel through the workflow)", permissions=["release"])
     def release_hold(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
         if "confirm" not in request.POST:
             context = {
@@ -148,7 +155,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "title": "Release these holds?",
                 "orders": queryset,
                 "opts": self.model._meta,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/orders/order/release_confirmation.html", context)
         for order in queryset:

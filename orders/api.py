@@ -22,12 +22,12 @@ from django.utils import timezone
 
 from common import inputs, metrics
 from common.api import RETRY_AFTER_SECONDS, ApiError, api_view, error, iso, refused
-from common.errors import Refused
-from orders import commands, hoarding, ownership, requests, selectors, validation
-from orders.booking import BookingStatus
+from common.errors import ErrorCode, Refused
+from orders import hoarding, idempotency, ownership, presenters, settling, validation, workflow_calls
 from orders.errors import SERVICE_UNAVAILABLE
+from orders.idempotency import Result
 from orders.models import Order, RequestKind
-from orders.requests import Result
+from orders.workflow_contract import BookingStatus, workflow_id_for
 
 PENDING_MESSAGE = (
     "We have your request and are still confirming it with the booking service. "
@@ -39,7 +39,7 @@ def owned_order(request: HttpRequest, order_id: str) -> Order:
     try:
         return ownership.get_owned_order(request, order_id)
     except Http404:
-        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {inputs.echoed(order_id)} not found") from None
+        raise ApiError(ErrorCode.ORDER_NOT_FOUND, f"Order {inputs.echoed(order_id)} not found") from None
 
 
 # --- Orders: each change a request kept under its Idempotency-Key ---------------------------
@@ -47,21 +47,21 @@ def owned_order(request: HttpRequest, order_id: str) -> Order:
 
 def claim(
     request: HttpRequest, kind: RequestKind, body: Any, *, order: Order | None = None
-) -> requests.OrderRequest:
-    """The OrderRequest for this call (see orders.requests), or the answer to a key misused."""
+) -> idempotency.OrderRequest:
+    """The OrderRequest for this call (see orders.idempotency), or the answer to a key misused."""
     key = inputs.idempotency_key(request.headers.get("Idempotency-Key"))
     try:
-        return requests.claim(
+        return idempotency.claim(
             session_key=ownership.session_key(request),
             key=key,
-            fingerprint=requests.fingerprint(request.method or "", request.path, body),
+            fingerprint=idempotency.fingerprint(request.method or "", request.path, body),
             kind=kind,
             order=order,
         )
-    except requests.KeyReused as failure:
-        raise ApiError(422, "IDEMPOTENCY_KEY_REUSED", failure.message) from None
-    except requests.KeyInUse as failure:
-        raise ApiError(409, "IDEMPOTENCY_KEY_IN_USE", failure.message) from None
+    except idempotency.KeyReused as failure:
+        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED, failure.message) from None
+    except idempotency.KeyInUse as failure:
+        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_IN_USE, failure.message) from None
 
 
 def answer(result: Result, *, answered: Callable[[BookingStatus], JsonResponse]) -> JsonResponse:
@@ -73,7 +73,7 @@ def answer(result: Result, *, answered: Callable[[BookingStatus], JsonResponse])
     if result.pending and result.order is not None:
         return pending(result.order)
     metrics.unavailable("temporal_unreachable")
-    return error(503, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE)
+    return error(ErrorCode.SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE)
 
 
 def pending(order: Order) -> JsonResponse:
@@ -105,7 +105,7 @@ def order_create(request: HttpRequest) -> JsonResponse:
 
     def create() -> BookingStatus:
         flight, seats = validation.new_order(body)
-        return commands.create_order(
+        return workflow_calls.create_order(
             order_request=order_request,
             flight=flight,
             seats=seats,
@@ -113,7 +113,7 @@ def order_create(request: HttpRequest) -> JsonResponse:
             client=hoarding.client_of(request),
         )
 
-    result = requests.carry_out(order_request, create)
+    result = idempotency.carry_out(order_request, create)
     return answer(result, answered=created)
 
 
@@ -121,7 +121,7 @@ def created(status: BookingStatus) -> JsonResponse:
     return JsonResponse(
         {
             "orderId": status.order_id,
-            "workflowId": Order(id=status.order_id).workflow_id,
+            "workflowId": workflow_id_for(status.order_id),
             "status": status.state.value,
             "seats": status.seats,
             "expiresAt": iso(status.hold_expires_at),
@@ -138,13 +138,13 @@ def order_seats(request: HttpRequest, order_id: str) -> JsonResponse:
 
     def change() -> BookingStatus:
         if "seats" not in body:
-            raise Refused("VALIDATION_ERROR", '"seats" is required')
+            raise Refused(ErrorCode.VALIDATION_ERROR, '"seats" is required')
         seats = validation.seat_list(body["seats"], flight=order.flight)
-        return commands.change_seats(
+        return workflow_calls.change_seats(
             order=order, seats=seats, request=order_request, client=hoarding.client_of(request)
         )
 
-    result = requests.carry_out(order_request, change)
+    result = idempotency.carry_out(order_request, change)
     return answer(result, answered=lambda s: JsonResponse(status_json(s, fields=SEAT_FIELDS)))
 
 
@@ -154,8 +154,8 @@ SEAT_FIELDS = ("orderId", "status", "seats", "expiresAt")
 @api_view("GET")
 def order_status(request: HttpRequest, order_id: str) -> JsonResponse:
     order = owned_order(request, order_id)
-    waiting = requests.open_request(order)
-    commands.settle_soon(order, waiting)
+    waiting = idempotency.open_request(order)
+    settling.settle_soon(order, waiting)
     return JsonResponse(order_json(order, waiting))
 
 
@@ -167,9 +167,9 @@ def order_pay(request: HttpRequest, order_id: str) -> JsonResponse:
 
     def pay() -> BookingStatus:
         code = inputs.payment_code(body.get("paymentCode"))
-        return commands.submit_payment(order=order, payment_code=code, request=order_request)
+        return workflow_calls.submit_payment(order=order, payment_code=code, request=order_request)
 
-    result = requests.carry_out(order_request, pay)
+    result = idempotency.carry_out(order_request, pay)
     return answer(
         result, answered=lambda s: JsonResponse(status_json(s, fields=("orderId", "status")), status=202)
     )
@@ -180,17 +180,17 @@ def order_resource(request: HttpRequest, order_id: str) -> JsonResponse:
     """``/api/orders/{id}``: GET its status; DELETE abandons it (its seats are released)."""
     order = owned_order(request, order_id)
     if request.method == "GET":
-        waiting = requests.open_request(order)
-        commands.settle_soon(order, waiting)
+        waiting = idempotency.open_request(order)
+        settling.settle_soon(order, waiting)
         return JsonResponse(order_json(order, waiting))
     order_request = claim(request, RequestKind.CANCEL, None, order=order)
-    result = requests.carry_out(order_request, lambda: commands.cancel_order(order=order))
+    result = idempotency.carry_out(order_request, lambda: workflow_calls.cancel_order(order=order))
     return answer(
         result, answered=lambda s: JsonResponse(status_json(s, fields=("orderId", "status")), status=202)
     )
 
 
-def order_json(order: Order, waiting: requests.OrderRequest | None) -> dict[str, Any]:
+def order_json(order: Order, waiting: idempotency.OrderRequest | None) -> dict[str, Any]:
     """The status of PRD section 10, from the order's row (the read model) and its request still
     waiting for an outcome, if any."""
     remaining = 0
@@ -216,7 +216,7 @@ def order_json(order: Order, waiting: requests.OrderRequest | None) -> dict[str,
                 "chargedAt": iso(charge.charged_at),
                 "refundedAt": iso(charge.refunded_at),
             }
-            for charge in selectors.charges_of(order)
+            for charge in presenters.charges_of(order)
         ],
     }
 

@@ -2,7 +2,7 @@
 (OWASP OAT-021, "denial of inventory"; airlines call it seat spinning).
 
 Checked before a new order or a seat change reaches Temporal, by the JSON API and the pages
-alike (``orders.commands``):
+alike (``orders.workflow_calls``):
 
 - per session: one live order per flight (``ORDER_ALREADY_OPEN``), and at most
   ``SESSION_MAX_SEATS_HELD`` seats held at once (``TOO_MANY_SEATS_HELD``);
@@ -33,14 +33,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from common import clients, ratelimit
+from common.errors import ErrorCode
 from common.ratelimit import Limited
 from flights.models import Flight
-from orders.booking import State
-from orders.models import Order
+from orders.models import Order, holding_seats
 from orders.ownership import SESSION_KEY
+from orders.workflow_contract import State
 
-ORDER_ALREADY_OPEN = "ORDER_ALREADY_OPEN"
-TOO_MANY_SEATS_HELD = "TOO_MANY_SEATS_HELD"
+ORDER_ALREADY_OPEN = ErrorCode.ORDER_ALREADY_OPEN
+TOO_MANY_SEATS_HELD = ErrorCode.TOO_MANY_SEATS_HELD
 # When nothing tells when seats will be let go (an order still being created, or paying).
 DEFAULT_RETRY_AFTER = timedelta(seconds=60)
 
@@ -62,10 +63,8 @@ def client_of(request: HttpRequest) -> Client:
 def _holding(now: datetime) -> Q:
     """Orders that hold seats now: held and not lapsed, paying, or created within a hold (the
     workflow ends a booking that got no first hold by then)."""
-    return (
-        Q(state=State.CREATED, created_at__gt=now - settings.SEAT_RESERVATION_TIMEOUT)
-        | Q(state=State.SEATS_RESERVED, hold_expires_at__gt=now)
-        | Q(state__in=[State.PAYMENT_PENDING, State.PAYMENT_PROCESSING])
+    return Q(state=State.CREATED, created_at__gt=now - settings.SEAT_RESERVATION_TIMEOUT) | holding_seats(
+        now=now
     )
 
 

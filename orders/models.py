@@ -10,8 +10,9 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from flights.models import Flight
-from orders.booking import (
+from orders.workflow_contract import (
     ACTIVE_STATES,
+    PAYING_STATES,
     PAYMENT_BACKOFF_CAP,
     TERMINAL_STATES,
     ErrorType,
@@ -25,7 +26,7 @@ class OrderQuerySet(models.QuerySet["Order"]):
     def with_open_request(self) -> OrderQuerySet:
         """Each order with ``open_request_id``: the id of its newest request still without an
         outcome (None if it has none), read in the same query as the order. A status poll is
-        then one query (``orders.requests.open_request`` reads it)."""
+        then one query (``orders.idempotency.open_request`` reads it)."""
         newest_open = (
             OrderRequest.objects.filter(order=OuterRef("pk"), state__in=OPEN_REQUEST_STATES)
             .order_by("-created_at")
@@ -40,12 +41,25 @@ class OrderQuerySet(models.QuerySet["Order"]):
 OVERDUE_GRACE = timedelta(minutes=5)
 
 
+def on_hold(*, now: datetime | None = None) -> Q:
+    """Orders whose seats are held for their customer to pay: SEATS_RESERVED, the hold's deadline
+    ahead. The one definition of "a live hold" (the overview, the metrics, the seat map's "you are
+    holding" note and the client's limits all read it)."""
+    return Q(state=State.SEATS_RESERVED, hold_expires_at__gt=now or timezone.now())
+
+
+def holding_seats(*, now: datetime | None = None) -> Q:
+    """Orders holding seats right now: on hold (``on_hold``), or paying (a payment keeps its seats
+    held until it ends, whatever the hold's deadline)."""
+    return on_hold(now=now) | Q(state__in=[state.value for state in PAYING_STATES])
+
+
 def overdue(*, now: datetime | None = None) -> Q:
     """Live orders (created, holding or paying) whose deadline passed more than the longest
     payment and ``OVERDUE_GRACE`` ago: a bookkeeping step failing without end, or a workflow
     nothing runs (docs/OPERATIONS.md, "An overdue order"). An order created but never held has
     no deadline: its creation stands for it."""
-    longest_payment = settings.PAYMENT_MAX_RETRIES * (
+    longest_payment = settings.PAYMENT_MAX_ATTEMPTS * (
         settings.PAYMENT_VALIDATION_TIMEOUT + PAYMENT_BACKOFF_CAP
     )
     cutoff = (now or timezone.now()) - longest_payment - OVERDUE_GRACE
@@ -88,6 +102,9 @@ class Order(models.Model):
     seats = ArrayField(models.CharField(max_length=4), default=list)
     hold_expires_at = models.DateTimeField(null=True, blank=True)
     payment_attempts = models.PositiveSmallIntegerField(default=0)
+    # The attempts this booking's payment may take, fixed when it starts (``PAYMENT_MAX_ATTEMPTS``
+    # then): the workflow's input and the page's "attempt 2 of 3" both read it from here.
+    payment_max_attempts = models.PositiveSmallIntegerField(default=3)
     last_error = models.TextField(blank=True)
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -215,6 +232,11 @@ class OrderRequest(models.Model):
     settle_after = models.DateTimeField(null=True, blank=True)  # next background look at an unknown one
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Not stored: set by ``idempotency.claim`` on the retry of a request whose first answer was
+    # late. Such a retry goes to Temporal with its first update id, unchecked against the row, and
+    # gets what that update did.
+    resumed: bool = False
 
     class Meta:
         ordering = ["-created_at"]

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, F, Func, Sum
 from django.utils import timezone
 
 from flights import inventory
-from orders.booking import State, reconcile_schedule_id
-from orders.models import Order, ReconcileRun, charged_unconfirmed, overdue
+from orders.models import Order, ReconcileRun, charged_unconfirmed, holding_seats, on_hold, overdue
+from orders.workflow_contract import State, reconcile_schedule_id
 from payments.models import Charge, ChargeStatus, PaymentAttempt, PaymentOutcome
 
 RECENT = timedelta(hours=1)
@@ -58,7 +58,7 @@ def overview(*, now: datetime | None = None) -> Overview:
     since = now - RECENT
     all_time = dict(Order.objects.values_list("state").annotate(n=Count("id")))
     recent = dict(Order.objects.filter(created_at__gte=since).values_list("state").annotate(n=Count("id")))
-    live = Order.objects.filter(state=State.SEATS_RESERVED, hold_expires_at__gt=now)
+    live = Order.objects.filter(on_hold(now=now))
     late = Order.objects.filter(overdue(now=now))
     attempts = PaymentAttempt.objects.filter(finished_at__gte=since, outcome__in=FINISHED_OUTCOMES)
     unconfirmed = Order.objects.filter(charged_unconfirmed(now=now)).distinct()
@@ -92,3 +92,28 @@ def _held_seats() -> int | None:
         return sum(1 for _ in inventory.every_hold())
     except redis.RedisError:
         return None
+
+
+@dataclass(frozen=True)
+class LiveHolds:
+    orders: int  # orders holding seats now (seats reserved, or paying)
+    seats: int  # the seats they hold
+    overdue: int  # live orders that should have ended long ago (``overdue``)
+    charged_unconfirmed: int  # orders charged without a confirmed booking (``charged_unconfirmed``)
+
+
+def live_holds() -> LiveHolds:
+    """What is held right now, and what is overdue, from the orders' rows (the read model): one
+    indexed count; and the orders the gateway holds money for without a booking, a second."""
+    holding, late = holding_seats(), overdue()
+    totals = Order.objects.filter(holding | late).aggregate(
+        orders=Count("id", filter=holding),
+        seats=Sum(Func(F("seats"), function="cardinality"), filter=holding),
+        overdue=Count("id", filter=late),
+    )
+    return LiveHolds(
+        orders=totals["orders"],
+        seats=totals["seats"] or 0,
+        overdue=totals["overdue"],
+        charged_unconfirmed=Order.objects.filter(charged_unconfirmed()).distinct().count(),
+    )

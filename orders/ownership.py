@@ -8,12 +8,11 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.core import signing
 from django.db.models import Q
 from django.http import Http404, HttpRequest
-from django.utils import timezone
 
 from common import tracing
 from flights.models import Flight
-from orders.booking import State
-from orders.models import Order
+from orders.models import Order, on_hold
+from orders.workflow_contract import State
 
 SESSION_KEY = "order_ids"
 MAX_REMEMBERED = 50
@@ -45,9 +44,18 @@ def get_owned_order(request: HttpRequest, order_id: str) -> Order:
         raise Http404("Order not found")
     tracing.tag_order(order_id)
     try:
-        return Order.objects.with_open_request().select_related("flight").get(id=order_id)
+        return _as_shown(order_id)
     except Order.DoesNotExist:
         raise Http404("Order not found") from None
+
+
+def reread(order: Order) -> Order:
+    """The order read again as its page shows it: the fresh row, with its open request."""
+    return _as_shown(order.id)
+
+
+def _as_shown(order_id: str) -> Order:
+    return Order.objects.with_open_request().select_related("flight").get(id=order_id)
 
 
 def live_order_on(request: HttpRequest, flight: Flight) -> Order | None:
@@ -58,13 +66,13 @@ def live_order_on(request: HttpRequest, flight: Flight) -> Order | None:
         return None
     return (
         Order.objects.filter(id__in=order_ids, flight=flight)
-        .filter(Q(state=State.SEATS_RESERVED, hold_expires_at__gt=timezone.now()) | Q(state=State.CREATED))
+        .filter(on_hold() | Q(state=State.CREATED))
         .order_by("-created_at")
         .first()
     )
 
 
-BOOKING_LINK_SALT = "orders.booking-link"
+BOOKING_LINK_SALT = "orders.workflow_contract-link"
 
 
 def booking_token(order: Order) -> str:

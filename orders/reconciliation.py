@@ -50,11 +50,14 @@ from django.utils import timezone
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from common import metrics
+from common import metrics, temporal_client
 from common.errors import Refused
 from flights import inventory
-from orders import commands, temporal_client
-from orders.booking import (
+from orders import settling, workflow_calls
+from orders.activity_writes import record_order, refund_payment, release_seats
+from orders.errors import ServiceUnavailable, StillConfirming
+from orders.models import OPEN_REQUEST_STATES, Order, OrderRequest, ReconcileRun, charged_unconfirmed
+from orders.workflow_contract import (
     ACTIVE_STATES,
     TERMINAL_STATES,
     BookingStatus,
@@ -63,9 +66,6 @@ from orders.booking import (
     Queries,
     State,
 )
-from orders.bookkeeping import record_order, refund_payment, release_seats
-from orders.errors import ServiceUnavailable, StillConfirming
-from orders.models import OPEN_REQUEST_STATES, Order, OrderRequest, ReconcileRun, charged_unconfirmed
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _reconcile(report: Report, *, grace: timedelta, heartbeat: Heartbeat) -> Non
 
     for request in each(_open_requests(older_than=grace), "requests"):
         with one_candidate(report, f"settling the {request.kind} of {request.order_id}", request.order_id):
-            if commands.settle(request):
+            if settling.settle(request):
                 detail = f"{request.kind} of {request.order_id}"
                 report.add(Repair.REQUEST_SETTLED, detail, order_id=request.order_id)
     for order in each(_unconfirmed_orders(older_than=grace), "unconfirmed orders"):
@@ -212,7 +212,7 @@ def _resend_create(order: Order, report: Report) -> None:
     """Send the first hold of an order whose create never answered, with its own ids (Temporal
     runs it at most once). Counted when it reached Temporal, whatever its outcome."""
     try:
-        commands.hold_first_seats(order=order)  # what its customer asked for
+        workflow_calls.hold_first_seats(order=order)  # what its customer asked for
     except ServiceUnavailable:
         report.note(f"{order.id}: its create could not be sent again (Temporal out of reach)")
         return

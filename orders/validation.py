@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from common import inputs
-from common.errors import Refused
+from common.errors import ErrorCode, Refused
 from flights.inventory import not_on_flight
 from flights.models import Flight
 
@@ -15,26 +15,28 @@ from flights.models import Flight
 def bookable(flight: Flight) -> None:
     """A flight that has departed takes no new order."""
     if flight.has_departed:
-        raise Refused("FLIGHT_DEPARTED", f"Flight {flight.number} has already departed")
+        raise Refused(ErrorCode.FLIGHT_DEPARTED, f"Flight {flight.number} has already departed")
 
 
 def seat_list(value: object, *, flight: Flight) -> list[str]:
     """A non-empty list of distinct seat codes of this flight, normalised to upper case."""
     if not isinstance(value, list):
-        raise Refused("VALIDATION_ERROR", '"seats" must be a list of seat codes such as ["12A", "12B"]')
+        raise Refused(
+            ErrorCode.VALIDATION_ERROR, '"seats" must be a list of seat codes such as ["12A", "12B"]'
+        )
     seats = [inputs.seat_text(item) for item in value]
     if not seats:
-        raise Refused("VALIDATION_ERROR", "Choose at least one seat")
+        raise Refused(ErrorCode.VALIDATION_ERROR, "Choose at least one seat")
     if len(seats) > settings.MAX_SEATS_PER_ORDER:
-        raise Refused("VALIDATION_ERROR", f"At most {settings.MAX_SEATS_PER_ORDER} seats per order")
+        raise Refused(ErrorCode.VALIDATION_ERROR, f"At most {settings.MAX_SEATS_PER_ORDER} seats per order")
     if duplicates := sorted({seat for seat in seats if seats.count(seat) > 1}):
-        raise Refused("VALIDATION_ERROR", f"Seat {', '.join(duplicates)} is listed more than once")
+        raise Refused(ErrorCode.VALIDATION_ERROR, f"Seat {', '.join(duplicates)} is listed more than once")
     malformed = [seat for seat in seats if not inputs.is_seat_code(seat)]
     unknown = malformed or not_on_flight(flight=flight, seats=seats)
     if unknown:
         noun = "Seat" if len(unknown) == 1 else "Seats"
         raise Refused(
-            "UNKNOWN_SEATS",
+            ErrorCode.UNKNOWN_SEATS,
             f"{noun} {', '.join(unknown)} not on flight {flight.number}",
             seats=unknown,
         )
@@ -46,8 +48,13 @@ def new_order(body: dict[str, object]) -> tuple[Flight, list[str]]:
     flight_id = inputs.flight_id(body.get("flightId"))
     flight = Flight.objects.filter(id=flight_id).first()
     if flight is None:
-        raise Refused("FLIGHT_NOT_FOUND", f"Flight {flight_id} not found")
+        raise Refused(ErrorCode.FLIGHT_NOT_FOUND, f"Flight {flight_id} not found")
     bookable(flight)
     if "seats" not in body:
-        raise Refused("VALIDATION_ERROR", '"seats" is required')
+        raise Refused(ErrorCode.VALIDATION_ERROR, '"seats" is required')
     return flight, seat_list(body["seats"], flight=flight)
+
+
+def toggled(seats: list[str], seat: str) -> list[str]:
+    """The selection after clicking ``seat``: added if it was not chosen, dropped if it was."""
+    return [s for s in seats if s != seat] if seat in seats else [*seats, seat]

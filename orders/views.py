@@ -8,8 +8,10 @@ as "still confirming", never an error page.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -18,14 +20,15 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from common import inputs
 from common.errors import Refused
+from common.htmx import HtmxHttpRequest
 from flights.inventory import seat_map
 from flights.models import Flight
-from orders import commands, hoarding, ownership, requests, validation
-from orders.booking import BookingStatus
+from orders import hoarding, idempotency, ownership, settling, validation, workflow_calls
+from orders.idempotency import Result
 from orders.models import Order, OrderRequest, RequestKind
-from orders.requests import Result
-from orders.selectors import flight_map_version, order_on_flight, order_page, toggled
+from orders.presenters import flight_map_version, order_on_flight, order_page
 from orders.templatetags.booking_forms import FIELD as KEY_FIELD
+from orders.workflow_contract import BookingStatus
 
 PAGE = "orders/order_detail.html"
 SEAT_MAP_PAGE = "orders/choose_seats.html"
@@ -42,27 +45,27 @@ class FormRefused(Exception):
         self.message = message
 
 
-def _go(request: HttpRequest, url: str) -> HttpResponse:
+def _go(request: HtmxHttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _claim(request: HttpRequest, kind: RequestKind, order: Order | None = None) -> OrderRequest:
-    """The OrderRequest for this form post, under the form's own key (see orders.requests)."""
+def _claim(request: HtmxHttpRequest, kind: RequestKind, order: Order | None = None) -> OrderRequest:
+    """The OrderRequest for this form post, under the form's own key (see orders.idempotency)."""
     fields = {
         name: value for name, value in request.POST.items() if name not in ("csrfmiddlewaretoken", KEY_FIELD)
     }
     try:
         key = inputs.idempotency_key(request.POST.get(KEY_FIELD) or None)
-        return requests.claim(
+        return idempotency.claim(
             session_key=ownership.session_key(request),
             key=key,
-            fingerprint=requests.fingerprint("POST", request.path, fields),
+            fingerprint=idempotency.fingerprint("POST", request.path, fields),
             kind=kind,
             order=order,
         )
-    except (inputs.InvalidInput, requests.KeyReused):
+    except (inputs.InvalidInput, idempotency.KeyReused):
         raise FormRefused(STALE_FORM) from None
-    except requests.KeyInUse as failure:
+    except idempotency.KeyInUse as failure:
         raise FormRefused(
             failure.message.replace("A request with this Idempotency-Key", "Your click")
         ) from None
@@ -78,10 +81,11 @@ def _problem(result: Result) -> str | None:
     return None
 
 
-def _answer(request: HttpRequest, order: Order, *, error: str | None, **context: object) -> HttpResponse:
+def _answer(request: HtmxHttpRequest, order: Order, *, error: str | None, **context: object) -> HttpResponse:
     """Answer a form on the order's page: a plain post goes back to the page (the error, if any,
-    as a message); under HTMX, the page's live part, rendered from the fresh row."""
-    order.refresh_from_db()
+    as a message); under HTMX, the page's live part, rendered from the fresh row and its open
+    request (a post answered "still confirming" shows so at once, its forms put away)."""
+    order = ownership.reread(order)
     if not request.htmx:
         if error:
             messages.error(request, error)
@@ -93,22 +97,30 @@ UNCHANGED = 204  # htmx swaps nothing: the seat map (and the keyboard focus in i
 
 
 @require_GET
-def choose_seats(request: HttpRequest, flight_id: str) -> HttpResponse:
+def choose_seats(request: HtmxHttpRequest, flight_id: str) -> HttpResponse:
     """A flight's seat map, where a booking starts: full page, or the polled map under HTMX. A
     customer who already holds seats on it sees them as theirs, and the seats they click are
     added to that order."""
     flight = get_object_or_404(Flight, id=flight_id)
-    order = ownership.live_order_on(request, flight)
-    plan, yours = seat_map(flight=flight, order_id=order.id if order else None), order_on_flight(order)
-    version = flight_map_version(plan=plan, yours=yours)
-    if request.htmx and request.GET.get("v") == version:
+    context = _seat_map_context(flight, ownership.live_order_on(request, flight))
+    if request.htmx and request.GET.get("v") == context["version"]:
         return HttpResponse(status=UNCHANGED)
-    template = f"{SEAT_MAP_PAGE}#seat-map" if request.htmx else SEAT_MAP_PAGE
-    return render(request, template, {"flight": flight, "plan": plan, "yours": yours, "version": version})
+    return render(request, f"{SEAT_MAP_PAGE}#seat-map" if request.htmx else SEAT_MAP_PAGE, context)
+
+
+def _seat_map_context(flight: Flight, order: Order | None) -> dict[str, object]:
+    """What a flight's seat map shows this session: the seats, and the note on its order there."""
+    plan, yours = seat_map(flight=flight, order_id=order.id if order else None), order_on_flight(order)
+    return {
+        "flight": flight,
+        "plan": plan,
+        "yours": yours,
+        "version": flight_map_version(plan=plan, yours=yours),
+    }
 
 
 @require_POST
-def start(request: HttpRequest, flight_id: str) -> HttpResponse:
+def start(request: HtmxHttpRequest, flight_id: str) -> HttpResponse:
     """Click a seat on a flight's map: hold it, and go to the order's page. The seat joins the
     order this session already holds seats with on the flight, else a new order starts: one
     customer never ends up with two live orders on one flight by going back to its map."""
@@ -117,38 +129,36 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
     held = list(order.seats) if order else []
     seat = request.POST.get("seat", "").strip().upper()
 
-    def hold() -> BookingStatus:
-        validation.bookable(flight)
-        seats = validation.seat_list(held if seat in held else [*held, seat], flight=flight)
-        if order_request.kind == RequestKind.CREATE:  # a new order, or a retry of the click that made one
-            return commands.create_order(
-                order_request=order_request,
-                flight=flight,
-                seats=seats,
-                session=request.session,
-                client=hoarding.client_of(request),
+    def hold(order_request: OrderRequest) -> Callable[[], BookingStatus]:
+        def action() -> BookingStatus:
+            validation.bookable(flight)
+            seats = validation.seat_list(held if seat in held else [*held, seat], flight=flight)
+            if order_request.kind == RequestKind.CREATE:  # a new order, or a retry of the click that made one
+                return workflow_calls.create_order(
+                    order_request=order_request,
+                    flight=flight,
+                    seats=seats,
+                    session=request.session,
+                    client=hoarding.client_of(request),
+                )
+            assert order is not None  # a seat change is of an order this session holds
+            if seats == held:
+                return workflow_calls.status_of(order)
+            return workflow_calls.change_seats(
+                order=order, seats=seats, request=order_request, client=hoarding.client_of(request)
             )
-        assert order is not None  # a seat change is of an order this session holds
-        if seats == held:
-            return commands.status_of(order)
-        return commands.change_seats(
-            order=order, seats=seats, request=order_request, client=hoarding.client_of(request)
-        )
+
+        return action
 
     try:
         order_request = _claim(request, RequestKind.CREATE if order is None else RequestKind.SEATS, order)
-        result = requests.carry_out(order_request, hold)
+        result = idempotency.carry_out(order_request, hold(order_request))
         if problem := _problem(result):
             raise FormRefused(problem)
     except FormRefused as refusal:
         if request.htmx:
-            plan = seat_map(flight=flight, order_id=order.id if order else None)
-            yours = order_on_flight(order)
             context = {
-                "flight": flight,
-                "plan": plan,
-                "yours": yours,
-                "version": flight_map_version(plan=plan, yours=yours),
+                **_seat_map_context(flight, order),
                 "message": refusal.message,
                 "message_row": flight.row_of(seat),
             }
@@ -161,12 +171,12 @@ def start(request: HttpRequest, flight_id: str) -> HttpResponse:
 
 
 @require_GET
-def detail(request: HttpRequest, order_id: str) -> HttpResponse:
+def detail(request: HtmxHttpRequest, order_id: str) -> HttpResponse:
     """The order's page; with ?poll, its live part when anything in it changed (204 when nothing
     did, 286 once the order is final)."""
     order = ownership.get_owned_order(request, order_id)
     page = order_page(order=order)
-    commands.settle_soon(order, page.waiting)
+    settling.settle_soon(order, page.waiting)
     if not (request.htmx and "poll" in request.GET):
         return render(request, PAGE, {"page": page})
     if page.polling and request.GET.get("v") == page.fingerprint:
@@ -176,15 +186,15 @@ def detail(request: HttpRequest, order_id: str) -> HttpResponse:
 
 
 @require_POST
-def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
+def toggle_seat(request: HtmxHttpRequest, order_id: str) -> HttpResponse:
     """Click a seat on the order's map: add it, or drop it; every change resets the hold. Dropping
     the last seat abandons the order."""
     order = ownership.get_owned_order(request, order_id)
-    selection = toggled(order.seats, request.POST.get("seat", "").strip().upper())
+    selection = validation.toggled(order.seats, request.POST.get("seat", "").strip().upper())
     try:
         if not selection:
-            result = requests.carry_out(
-                _claim(request, RequestKind.CANCEL, order), lambda: commands.cancel_order(order=order)
+            result = idempotency.carry_out(
+                _claim(request, RequestKind.CANCEL, order), lambda: workflow_calls.cancel_order(order=order)
             )
             if problem := _problem(result):
                 raise FormRefused(problem)
@@ -198,11 +208,11 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
 
         def change() -> BookingStatus:
             seats = validation.seat_list(selection, flight=order.flight)
-            return commands.change_seats(
+            return workflow_calls.change_seats(
                 order=order, seats=seats, request=order_request, client=hoarding.client_of(request)
             )
 
-        message = _problem(requests.carry_out(order_request, change))
+        message = _problem(idempotency.carry_out(order_request, change))
     except FormRefused as refusal:
         message = refusal.message
     seat_row = order.flight.row_of(request.POST.get("seat", "").strip().upper())
@@ -210,30 +220,30 @@ def toggle_seat(request: HttpRequest, order_id: str) -> HttpResponse:
 
 
 @require_POST
-def pay(request: HttpRequest, order_id: str) -> HttpResponse:
+def pay(request: HtmxHttpRequest, order_id: str) -> HttpResponse:
     """Submit the 5-digit code; the workflow validates it in the background."""
     order = ownership.get_owned_order(request, order_id)
     code = request.POST.get("payment_code", "").strip()
-
-    def submit() -> BookingStatus:
-        checked = inputs.payment_code(code)
-        return commands.submit_payment(order=order, payment_code=checked, request=order_request)
-
     try:
         order_request = _claim(request, RequestKind.PAY, order)
-        error = _problem(requests.carry_out(order_request, submit))
+
+        def submit() -> BookingStatus:
+            checked = inputs.payment_code(code)
+            return workflow_calls.submit_payment(order=order, payment_code=checked, request=order_request)
+
+        error = _problem(idempotency.carry_out(order_request, submit))
     except FormRefused as refusal:
         error = refusal.message
     return _answer(request, order, error=error, payment_error=error, payment_code=code)
 
 
 @require_POST
-def cancel(request: HttpRequest, order_id: str) -> HttpResponse:
+def cancel(request: HtmxHttpRequest, order_id: str) -> HttpResponse:
     """Let the seats go."""
     order = ownership.get_owned_order(request, order_id)
     try:
-        result = requests.carry_out(
-            _claim(request, RequestKind.CANCEL, order), lambda: commands.cancel_order(order=order)
+        result = idempotency.carry_out(
+            _claim(request, RequestKind.CANCEL, order), lambda: workflow_calls.cancel_order(order=order)
         )
         if problem := _problem(result):
             raise FormRefused(problem)
@@ -247,7 +257,7 @@ def cancel(request: HttpRequest, order_id: str) -> HttpResponse:
 
 
 @require_GET
-def booking(request: HttpRequest, token: str) -> HttpResponse:
+def booking(request: HtmxHttpRequest, token: str) -> HttpResponse:
     """The read-only page a booking's private link opens, in any browser (404 for a wrong link)."""
     order = ownership.order_by_token(token)
     return render(request, BOOKING_PAGE, {"page": order_page(order=order)})

@@ -110,7 +110,7 @@ def refund(*, key: str, order_id: str) -> tuple[Charge, bool]:
     nothing ever is. Idempotent: a refunded or voided key is left as it is. Returns its row, and
     whether this call refunded money.
 
-    Runs in the caller's transaction when there is one (``orders.bookkeeping.refund_payment``
+    Runs in the caller's transaction when there is one (``orders.activity_writes.refund_payment``
     checks, with the row locked, that the order is not confirmed)."""
     now = timezone.now()
     with transaction.atomic():

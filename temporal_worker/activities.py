@@ -1,4 +1,4 @@
-"""The activities: each a thin wrapper over a service (``orders.bookkeeping``,
+"""The activities: each a thin wrapper over a service (``orders.activity_writes``,
 ``payments.services``, ``flights.inventory``), run on the worker's thread pool.
 
 Sync functions, because the services use the ORM: every call closes stale connections before
@@ -21,8 +21,8 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from common import failpoints
 from flights import inventory
-from orders import bookkeeping, reconciliation, retention
-from orders.booking import (
+from orders import activity_writes, reconciliation, retention
+from orders.workflow_contract import (
     Activities,
     ErrorType,
     HoldSeatsInput,
@@ -67,7 +67,7 @@ def _with_database(function: Callable[P, R]) -> Callable[P, R]:
 def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
     """Hold all the seats or none, release the dropped ones, record the order. Idempotent."""
     try:
-        taken = bookkeeping.hold_seats(
+        taken = activity_writes.hold_seats(
             record=request.record, ttl_ms=int(request.ttl_seconds * 1000), release=request.release
         )
     except inventory.UnknownSeats as error:
@@ -88,7 +88,7 @@ def hold_seats(request: HoldSeatsInput) -> HoldSeatsResult:
 def release_seats(request: ReleaseSeatsInput) -> int:
     """Release what the order still holds (never another order's hold), then record the order if
     asked. Idempotent."""
-    released = bookkeeping.release_seats(
+    released = activity_writes.release_seats(
         order_id=request.order_id, flight_id=request.flight_id, seats=request.seats, record=request.record
     )
     logger.info("released %d seat holds", released, extra={"order_id": request.order_id})
@@ -99,7 +99,7 @@ def release_seats(request: ReleaseSeatsInput) -> int:
 @_with_database
 def record_order(record: OrderRecord) -> bool:
     """Record a state transition on the order's row, at most once per version."""
-    changed = bookkeeping.record_order(record=record)
+    changed = activity_writes.record_order(record=record)
     logger.info("order %s (v%d)", record.state.value, record.version, extra={"order_id": record.order_id})
     return changed
 
@@ -110,12 +110,12 @@ def confirm_booking(record: OrderRecord) -> None:
     """Sell the seats and confirm in one transaction, with the order's charge locked and live:
     the (flight, seat) constraint decides the seats, the ledger the money."""
     try:
-        bookkeeping.confirm_booking(record=record)
+        activity_writes.confirm_booking(record=record)
     except inventory.SeatsAlreadySold as error:
         raise ApplicationError(
             str(error), error.seats, type=ErrorType.SEAT_ALREADY_BOOKED, non_retryable=True
         ) from error
-    except bookkeeping.NotCharged as error:
+    except activity_writes.NotCharged as error:
         raise ApplicationError(str(error), type=ErrorType.PAYMENT_NOT_CHARGED, non_retryable=True) from error
 
 
@@ -124,7 +124,7 @@ def confirm_booking(record: OrderRecord) -> None:
 def refund_payment(order_id: str) -> int:
     """Refund the order's charge at the gateway (or void its key, so that nothing is ever charged
     under it), unless the order is confirmed. Idempotent; returns the charges refunded now."""
-    return int(bookkeeping.refund_payment(order_id=order_id))
+    return int(activity_writes.refund_payment(order_id=order_id))
 
 
 @activity.defn(name=Activities.VALIDATE_PAYMENT)
@@ -144,7 +144,7 @@ def validate_payment(request: PaymentInput) -> PaymentResult:
             order_id=order_id, attempt=attempt, code=request.payment_code
         )
         error = payment_services.TIMED_OUT_MESSAGE if cut_off else None
-        bookkeeping.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)
+        activity_writes.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)
         answer = ledger.request_charge(
             key=ledger.charge_key(order_id),
             order_id=order_id,
@@ -194,7 +194,7 @@ def _finish_attempt(
             order_id=order_id, attempt=attempt, outcome=outcome, error=error or note
         )
         if finished and error:
-            bookkeeping.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)
+            activity_writes.show_payment_attempt(order_id=order_id, attempt=attempt, error=error)
 
 
 def _wait_for_gateway(seconds: float) -> bool:

@@ -21,8 +21,8 @@ from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from common import metrics
-from orders.booking import TERMINAL_STATES
-from orders.selectors import live_holds
+from orders.overview import live_holds
+from orders.workflow_contract import TERMINAL_STATES
 from payments.models import PaymentOutcome
 
 logger = logging.getLogger(__name__)

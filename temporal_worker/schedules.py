@@ -20,7 +20,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from orders.booking import reconcile_schedule_id
+from orders.workflow_contract import reconcile_schedule_id
 from temporal_worker.reconcile import RECONCILE_WORKFLOW
 from temporal_worker.retention import RETENTION_WORKFLOW
 

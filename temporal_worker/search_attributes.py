@@ -1,4 +1,4 @@
-"""The booking workflow's custom search attributes (``orders.booking.SearchAttributes``) must be
+"""The booking workflow's custom search attributes (``orders.workflow_contract.SearchAttributes``) must be
 registered with the namespace: a booking that sets one the namespace lacks is stuck, its workflow
 task failing on every try. The worker checks at start, and says how to register them."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from orders.booking import SearchAttributes
+from orders.workflow_contract import SearchAttributes
 
 REQUIRED = (SearchAttributes.BOOKING_STATE, SearchAttributes.FLIGHT_ID)
 

@@ -25,7 +25,7 @@ MAX_CONCURRENT_ACTIVITIES = 64
 # provider must be the process's own, not a copy per workflow.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "orders.booking", "common.formats", "opentelemetry"
+        "orders.workflow_contract", "common.errors", "common.formats", "opentelemetry"
     )
 )
 

@@ -27,7 +27,7 @@ store writes give up after a few tries and undo what they may have done (the cal
 nothing changed); only the main loop waits out an outage.
 
 Deterministic by construction: no I/O, no clock but ``workflow.now()``, no randomness and no
-Django here. Every side effect is an activity, called by name (see ``orders.booking.Activities``).
+Django here. Every side effect is an activity, called by name (see ``orders.workflow_contract.Activities``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from common.formats import is_payment_code
-from orders.booking import (
+from orders.workflow_contract import (
     PAYMENT_BACKOFF_CAP,
     WORKFLOW,
     Activities,
@@ -502,7 +502,7 @@ class BookingWorkflow:
         )
 
     def _ensure_editable(self) -> None:
-        """Seats and payment can change only while the hold is live (``orders.booking.editable_refusal``)."""
+        """Seats and payment change only while the hold is live (``workflow_contract.editable_refusal``)."""
         refusal = editable_refusal(
             state=self._state,
             hold_expires_at=self._hold_expires_at,

@@ -61,7 +61,7 @@ SHORT_TIMEOUTS = {
     "TEMPORAL_ANSWER_TIMEOUT": timedelta(seconds=20),
     "SEAT_RESERVATION_TIMEOUT": timedelta(seconds=30),
     "PAYMENT_VALIDATION_TIMEOUT": timedelta(seconds=5),
-    "PAYMENT_MAX_RETRIES": 3,
+    "PAYMENT_MAX_ATTEMPTS": 3,
     "TEMPORAL_TASK_QUEUE": TASK_QUEUE,
 }
 
@@ -265,7 +265,7 @@ def session_gunicorn(
     env.update(
         SEAT_RESERVATION_TIMEOUT="30s",
         PAYMENT_VALIDATION_TIMEOUT="5s",
-        PAYMENT_MAX_RETRIES="3",
+        PAYMENT_MAX_ATTEMPTS="3",
         TEMPORAL_ANSWER_TIMEOUT="20s",
     )
     web = start_gunicorn(env, tmp_path_factory.mktemp("gunicorn"))
@@ -284,7 +284,7 @@ def gunicorn_web(stack: Stack, session_gunicorn: GunicornWeb) -> GunicornWeb:
 
 def _terminate_running_workflows() -> None:
     """Stop the bookings a test left running, so that none writes into the next test."""
-    from orders import temporal_client
+    from common import temporal_client
 
     async def terminate_all(client):  # type: ignore[no-untyped-def]
         query = f'TaskQueue="{TASK_QUEUE}" AND ExecutionStatus="Running"'

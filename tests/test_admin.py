@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from flights import holds
@@ -117,6 +117,25 @@ def test_releasing_a_hold_asks_first_then_goes_through_the_workflow(operator, st
         == "An operator released this hold. Your seats have been released."
     )
     assert holds.holders(flight_id="fl-101", seats=["8A"]) == {}
+
+
+def test_a_staff_member_who_may_only_view_orders_cannot_release_a_hold(stack):
+    order_id = stack.customer().create_order("fl-101", ["8B"]).json["orderId"]
+    viewer = User.objects.create_user("viewer", "viewer@example.com", "a-long-passphrase", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_order"))
+    client = Client()
+    client.force_login(viewer)
+
+    listing = client.get("/admin/orders/order/")
+    assert listing.status_code == 200
+    assert "release_hold" not in listing.content.decode(), "the action is not offered"
+    client.post(
+        "/admin/orders/order/",
+        {"action": "release_hold", "_selected_action": [order_id], "confirm": "yes"},
+        follow=True,
+    )
+    assert Order.objects.get(id=order_id).state == "SEATS_RESERVED", "nothing was released"
+    assert holds.holders(flight_id="fl-101", seats=["8B"]) == {"8B": order_id}
 
 
 def test_a_finished_order_cannot_be_released(operator, stack):

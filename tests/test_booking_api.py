@@ -58,6 +58,10 @@ def test_99999_fails_after_three_attempts_and_releases_the_seats(stack):
     order_id = customer.create_order("fl-101", ["3C"]).json["orderId"]
 
     assert customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "99999"}).status == 202
+    # A cancel while the payment runs is refused with the reason that fits, and changes nothing.
+    cancel = customer.delete(f"/api/orders/{order_id}")
+    assert (cancel.status, cancel.json["error"]) == (409, "ORDER_NOT_EDITABLE")
+    assert cancel.json["message"] == "A payment is under way: the order can no longer be cancelled"
     attempts_while_retrying = set()
 
     def failed():

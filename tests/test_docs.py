@@ -326,7 +326,8 @@ OUTSIDE_OPERATIONS = {"METHOD_NOT_ALLOWED", "BAD_REQUEST", "INTERNAL_ERROR"}
 def answered_codes() -> set[tuple[int, str]]:
     """The (status, code) pairs the web answers with, collected by this rule:
 
-    - every code of ``common.api.STATUS_OF`` with its status (how a refusal becomes an answer);
+    - every code of ``common.errors.ErrorCode`` with its status (``common.api.STATUS_OF``), and
+      each ``error(ErrorCode.NAME, …, status=N)`` that answers a code at another status;
     - in the web's packages (booking_site, common, flights, orders, payments: the worker's
       internal failure types that never reach HTTP are left out), each call
       ``ApiError(status, "CODE", …)``, ``error(status, "CODE", …)`` and
@@ -336,7 +337,8 @@ def answered_codes() -> set[tuple[int, str]]:
       status ``common.api.refused`` gives it: ``STATUS_OF``'s, else 400.
     """
     from common.api import STATUS_OF
-    from orders.booking import ErrorType
+    from common.errors import ErrorCode
+    from orders.workflow_contract import ErrorType
 
     pairs = {(status, code) for code, status in STATUS_OF.items()}
     for package in WEB_PACKAGES:
@@ -349,6 +351,10 @@ def answered_codes() -> set[tuple[int, str]]:
                     continue
                 called = ast.unparse(node.func).rsplit(".", 1)[-1]
                 first, second = _literal(node.args[0]), _literal(node.args[1]) if len(node.args) > 1 else None
+                status = _literal(next((k.value for k in node.keywords if k.arg == "status"), None))
+                named = ast.unparse(node.args[0])
+                if called == "error" and named.startswith("ErrorCode.") and isinstance(status, int):
+                    pairs.add((status, getattr(ErrorCode, named.split(".", 1)[1]).value))
                 if called in {"ApiError", "error"} and isinstance(first, int) and isinstance(second, str):
                     pairs.add((first, second))
                 elif (

@@ -16,8 +16,8 @@ import pytest
 
 from flights import holds
 from flights.models import BookedSeat
-from orders.booking import State
 from orders.models import Order, OrderRequest
+from orders.workflow_contract import State
 from payments.models import PaymentAttempt
 from tests.helpers import wait_for
 
@@ -294,6 +294,28 @@ def test_a_click_during_a_stall_shows_the_order_as_still_confirming(client, stac
     )
     assert Order.objects.count() == 1
     assert "We are still confirming" not in client.get(order_url).content.decode()
+
+
+def test_an_htmx_payment_answered_still_confirming_shows_so_at_once(client, stack, quick_answers):
+    order_url = client.post("/flights/fl-101/hold", {"seat": "9F", "idempotency_key": new_key()})["Location"]
+    order_id = order_url.rstrip("/").rsplit("/", 1)[-1]
+    wait_for(lambda: Order.objects.get(id=order_id).state == "SEATS_RESERVED", timeout=30, what="the hold")
+
+    with stack.worker.frozen():
+        live = client.post(
+            f"{order_url}pay",
+            {"payment_code": "00000", "idempotency_key": new_key()},
+            HTTP_HX_REQUEST="true",
+        )
+        assert live.status_code == 200
+        fragment = live.content.decode()
+        assert OrderRequest.objects.get(order_id=order_id, kind="pay").state == "unknown", "answered 202"
+        assert "We are still confirming your payment request" in fragment, "the banner, not on the next poll"
+        assert 'name="payment_code"' not in fragment, "no second payment form meanwhile"
+
+    assert wait_for(
+        lambda: Order.objects.get(id=order_id).state == "CONFIRMED", timeout=60, what="the payment"
+    )
 
 
 def test_a_double_submitted_payment_form_pays_once(client, stack):

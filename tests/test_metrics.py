@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common import metrics
 from devstack.ports import free_port
-from orders.booking import State
-from orders.commands import new_order_id
 from orders.models import Order
+from orders.order_rows import new_order_id
+from orders.workflow_contract import State
 from tests.conftest import GunicornWeb, Stack, start_gunicorn
 from tests.dashboard import SDK_DASHBOARD_NAMES
 from tests.helpers import ApiClient, wait_for
@@ -231,9 +231,9 @@ def test_a_retried_record_counts_once(demo_flights):
     nothing (this process's own registry: the bookkeeping runs here as in the worker)."""
     from datetime import UTC, datetime
 
-    from orders import bookkeeping
-    from orders.booking import OrderRecord, State
+    from orders import activity_writes
     from orders.models import Order
+    from orders.workflow_contract import OrderRecord, State
 
     Order.objects.create(id="ord-" + "a" * 20, flight_id="fl-101", state=State.SEATS_RESERVED, seats=["1A"])
     record = OrderRecord(
@@ -250,8 +250,8 @@ def test_a_retried_record_counts_once(demo_flights):
 
     before = expired()
 
-    assert bookkeeping.record_order(record=record) is True
-    assert bookkeeping.record_order(record=record) is False  # the retry
+    assert activity_writes.record_order(record=record) is True
+    assert activity_writes.record_order(record=record) is False  # the retry
 
     assert expired() == before + 1
 

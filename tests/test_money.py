@@ -20,14 +20,14 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from common import temporal_client
 from flights import holds
 from flights.models import BookedSeat
-from orders import temporal_client
-from orders.booking import Messages, OrderRecord, State
-from orders.bookkeeping import NotCharged, confirm_booking, refund_payment
-from orders.commands import new_order
+from orders.activity_writes import NotCharged, confirm_booking, refund_payment
 from orders.models import Order
+from orders.order_rows import new_order
 from orders.reconciliation import reconcile
+from orders.workflow_contract import Messages, OrderRecord, State
 from payments import ledger
 from payments.gateway import Gateway
 from payments.models import Charge, ChargeStatus, PaymentAttempt, PaymentOutcome

@@ -11,9 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from flights import holds
-from orders.booking import State
-from orders.commands import new_order_id
 from orders.models import Order, ReconcileRun
+from orders.order_rows import new_order_id
+from orders.workflow_contract import State
 from payments.ledger import charge_key
 from payments.models import Charge, ChargeStatus, PaymentAttempt, PaymentOutcome
 

@@ -11,6 +11,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
+from common import temporal_client
 from common.payload_codec import (
     ENCODING,
     KEY_ID,
@@ -21,8 +22,7 @@ from common.payload_codec import (
     new_key_entry,
     parse_keys,
 )
-from orders import temporal_client
-from orders.booking import Activities, Updates
+from orders.workflow_contract import Activities, Updates
 from tests.conftest import Stack
 
 CODE = "24680"  # approved (no failure rate in the tests), and found nowhere else in a history

@@ -11,13 +11,13 @@ from django.db import connection
 from django.utils import timezone
 from temporalio.client import Client, ScheduleOverlapPolicy
 
+from common import temporal_client
 from flights import holds
 from flights.models import BookedSeat
-from orders import temporal_client
-from orders.booking import Messages, reconcile_schedule_id
-from orders.commands import new_order_id
 from orders.models import Order, ReconcileRun
+from orders.order_rows import new_order_id
 from orders.reconciliation import BATCH, KEEP_DETAILS, Repair, Report, reconcile
+from orders.workflow_contract import Messages, reconcile_schedule_id
 from payments.ledger import charge_key
 from payments.models import Charge, ChargeStatus
 from tests.conftest import WorkerProcess

@@ -23,7 +23,7 @@ from temporalio.worker import Replayer
 
 from common import payload_codec
 from common.payload_codec import EncryptionCodec, new_key_entry, parse_keys
-from orders.booking import Activities
+from orders.workflow_contract import Activities
 from temporal_worker import workflows
 from temporal_worker.workflows import (
     FEWER_ROUND_TRIPS,

@@ -11,9 +11,9 @@ import pytest
 
 from flights import holds
 from flights.models import BookedSeat
-from orders.booking import Messages
-from orders.commands import live_status
 from orders.models import Order
+from orders.workflow_calls import live_status
+from orders.workflow_contract import Messages
 from payments.models import PaymentAttempt, PaymentOutcome
 from tests.helpers import wait_for
 
@@ -204,7 +204,7 @@ def _now():
 def test_an_order_whose_workflow_was_terminated_by_hand_is_reconciled(stack):
     from django.core.management import call_command
 
-    from orders import temporal_client
+    from common import temporal_client
 
     customer = stack.customer()
     order_id = customer.create_order("fl-101", ["15A"]).json["orderId"]

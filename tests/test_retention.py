@@ -17,9 +17,8 @@ from django.core.management import call_command
 from django.utils import timezone
 from temporalio.client import Client, ScheduleOverlapPolicy
 
-from common import metrics
+from common import metrics, temporal_client
 from flights import holds
-from orders import temporal_client
 from orders.models import OrderRequest, RequestKind, RequestState
 from orders.retention import purge_expired
 from temporal_worker.schedules import retention_schedule_id

@@ -1,6 +1,6 @@
 """Bookings the Temporal UI can find by outcome and flight: every booking workflow completes,
 whatever became of the booking, so its state and flight are custom search attributes
-(orders.booking.SearchAttributes), registered by the dev server the stack starts."""
+(orders.workflow_contract.SearchAttributes), registered by the dev server the stack starts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sysconfig
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from orders import temporal_client
+from common import temporal_client
 from orders.models import Order
 from temporal_worker import search_attributes
 from tests.helpers import wait_for

@@ -32,7 +32,7 @@ def test_durations_refuse_anything_else(text):
 def test_defaults_match_the_product(settings):
     assert timedelta(minutes=15) == settings.SEAT_RESERVATION_TIMEOUT
     assert timedelta(seconds=10) == settings.PAYMENT_VALIDATION_TIMEOUT
-    assert settings.PAYMENT_MAX_RETRIES == 3
+    assert settings.PAYMENT_MAX_ATTEMPTS == 3
     assert settings.PAYMENT_FAILURE_RATE == 0.15
     assert settings.TEMPORAL_NAMESPACE == "default"
     assert settings.TEMPORAL_TASK_QUEUE == "booking-queue"
@@ -75,7 +75,7 @@ def run_manage(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]
     [
         ("SEAT_RESERVATION_TIMEOUT", "soon", "a duration such as 900, 900s, 15m or 250ms"),
         ("PAYMENT_VALIDATION_TIMEOUT", "0s", "at least 0.1s"),
-        ("PAYMENT_MAX_RETRIES", "three", "a whole number from 1 to 20"),
+        ("PAYMENT_MAX_ATTEMPTS", "three", "a whole number from 1 to 20"),
         ("PAYMENT_FAILURE_RATE", "15%", "a number from 0 to 1"),
         ("SERVER_PORT", "80000", "a whole number from 1 to 65535"),
         ("DEBUG", "maybe", "true or false"),

@@ -36,8 +36,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from common import tracing
+from common.temporal_client import connect
 from flights.services import seed_demo_flights
-from orders.temporal_client import connect
 from temporal_worker.worker import build_worker
 from tests.conftest import ROOT, SHORT_TIMEOUTS, WorkerProcess
 

@@ -31,7 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from orders.booking import (
+from orders.workflow_contract import (
     Activities,
     BookingInput,
     BookingStatus,

@@ -1,5 +1,5 @@
 """``{% idempotency_field %}``: the key that makes a form's double submit, or a browser's retry
-of it, safe (orders.requests). A fresh key each time the form is rendered."""
+of it, safe (orders.idempotency). A fresh key each time the form is rendered."""
 
 from __future__ import annotations
 

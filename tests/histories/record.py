@@ -35,7 +35,13 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from orders.booking import BookingInput, CancelRequest, PaymentRequest, SearchAttributes, SeatSelection
+from orders.workflow_contract import (
+    BookingInput,
+    CancelRequest,
+    PaymentRequest,
+    SearchAttributes,
+    SeatSelection,
+)
 from temporal_worker.workflows import BookingWorkflow
 from tests.test_workflow import FakeStores
 
@@ -48,7 +54,7 @@ HOLD = timedelta(seconds=60)  # as a booking's hold here; its whole life is capp
 async def create(
     client: Client, seats: list[str], *, hold: float = HOLD.total_seconds(), payment_timeout: float = 2
 ) -> WorkflowHandle:
-    """Start the booking and hold its first seats in one call, as orders/commands.py does."""
+    """Start the booking and hold its first seats in one call, as orders/workflow_calls.py does."""
     order_id = f"ord-{uuid.uuid4().hex[:20]}"
     start = WithStartWorkflowOperation(
         BookingWorkflow.run,

@@ -23,7 +23,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from common import tracing
-from orders.temporal_client import TemporalMisconfigured, connect
+from common.temporal_client import TemporalMisconfigured, connect
 from temporal_worker import metrics, search_attributes
 from temporal_worker.schedules import ensure_reconcile_schedule, ensure_retention_schedule
 from temporal_worker.worker import build_worker

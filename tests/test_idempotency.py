@@ -1,4 +1,4 @@
-"""The idempotency records of orders/requests.py, on a real PostgreSQL: what a retry with the
+"""The idempotency records of orders/idempotency.py, on a real PostgreSQL: what a retry with the
 same key is carried out as, after each kind of first outcome."""
 
 from __future__ import annotations
@@ -6,16 +6,18 @@ from __future__ import annotations
 import pytest
 
 from common.errors import Refused
-from orders import requests
-from orders.commands import new_order
+from orders import idempotency
 from orders.errors import SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE_CODE
 from orders.models import OrderRequest, RequestKind, RequestState
+from orders.order_rows import new_order
 
 pytestmark = pytest.mark.django_db
 
 
 def claim_create(key: str) -> OrderRequest:
-    return requests.claim(session_key="s" * 32, key=key, fingerprint="f", kind=RequestKind.CREATE, order=None)
+    return idempotency.claim(
+        session_key="s" * 32, key=key, fingerprint="f", kind=RequestKind.CREATE, order=None
+    )
 
 
 def test_a_create_whose_order_ended_without_its_seats_is_retried_as_a_new_order(demo_flights):
@@ -23,8 +25,8 @@ def test_a_create_whose_order_ended_without_its_seats_is_retried_as_a_new_order(
     # first hold turned out refused because a store was down: the workflow ended the order.
     first = claim_create("key-1")
     order = new_order(flight=next(iter(demo_flights.values())), seats=["1A"])
-    requests.attach(first, order)
-    requests.finish_settled(first, refusal=Refused(SERVICE_UNAVAILABLE_CODE, SERVICE_UNAVAILABLE))
+    idempotency.attach(first, order)
+    idempotency.finish_settled(first, refusal=Refused(SERVICE_UNAVAILABLE_CODE, SERVICE_UNAVAILABLE))
 
     retry = claim_create("key-1")
 
@@ -37,8 +39,8 @@ def test_a_create_whose_order_ended_without_its_seats_is_retried_as_a_new_order(
 def test_a_create_refused_for_the_customer_keeps_its_answer(demo_flights):
     first = claim_create("key-2")
     order = new_order(flight=next(iter(demo_flights.values())), seats=["1A"])
-    requests.attach(first, order)
-    requests.finish_settled(first, refusal=Refused("INVALID_SEATS", "Seat 1A is taken", seats=["1A"]))
+    idempotency.attach(first, order)
+    idempotency.finish_settled(first, refusal=Refused("INVALID_SEATS", "Seat 1A is taken", seats=["1A"]))
 
     again = claim_create("key-2")
 

@@ -7,15 +7,13 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.conf import settings
-from django.db.models import Count, F, Func, Q, Sum
 from django.utils import timezone
 
 from flights.inventory import SeatMap, seat_map
-from orders import requests
-from orders.booking import ACTIVE_STATES, PAYING_STATES, State
-from orders.models import Order, OrderRequest, RequestKind, RequestState, charged_unconfirmed, overdue
+from orders import idempotency
+from orders.models import Order, OrderRequest, RequestKind, RequestState
 from orders.ownership import booking_token
+from orders.workflow_contract import PAYING_STATES, State
 from payments import ledger
 from payments.models import Charge
 
@@ -164,7 +162,7 @@ def banner_for(
     if state in PAYING_STATES:
         attempt = order.payment_attempts
         if attempt >= 2:
-            of = settings.PAYMENT_MAX_RETRIES
+            of = order.payment_max_attempts
             return Banner(
                 "retry", f"Payment validation failed. Retrying (attempt {attempt} of {of})...", busy=True
             )
@@ -211,8 +209,8 @@ def payment_panel_for(order: Order, *, live: bool, waiting: OrderRequest | None)
 
 
 def order_page(*, order: Order) -> OrderPage:
-    waiting = requests.open_request(order)
-    last = requests.last_request(order) if waiting is None else waiting
+    waiting = idempotency.open_request(order)
+    last = idempotency.last_request(order) if waiting is None else waiting
     live = order.why_unchangeable() is None and waiting is None
     panel, note = payment_panel_for(order, live=live, waiting=waiting)
     ended_unsold = order.is_terminal and order.state != State.CONFIRMED
@@ -266,36 +264,6 @@ def flight_map_version(*, plan: SeatMap, yours: OrderOnFlight | None) -> str:
     outlive the hold behind "180 of 180 available"."""
     note = f"{yours.order.id}|{yours.note}|{yours.link_text}" if yours else "-"
     return f"{plan.fingerprint}.{hashlib.blake2s(note.encode(), digest_size=6).hexdigest()}"
-
-
-def toggled(seats: list[str], seat: str) -> list[str]:
-    """The selection after clicking ``seat``: added if it was not chosen, dropped if it was."""
-    return [s for s in seats if s != seat] if seat in seats else [*seats, seat]
-
-
-@dataclass(frozen=True)
-class LiveHolds:
-    orders: int  # orders holding seats now (seats reserved, or paying)
-    seats: int  # the seats they hold
-    overdue: int  # live orders that should have ended long ago (``overdue``)
-    charged_unconfirmed: int  # orders charged without a confirmed booking (``charged_unconfirmed``)
-
-
-def live_holds() -> LiveHolds:
-    """What is held right now, and what is overdue, from the orders' rows (the read model): one
-    indexed count; and the orders the gateway holds money for without a booking, a second."""
-    holding, late = Q(state__in=[state.value for state in ACTIVE_STATES]), overdue()
-    totals = Order.objects.filter(holding | late).aggregate(
-        orders=Count("id", filter=holding),
-        seats=Sum(Func(F("seats"), function="cardinality"), filter=holding),
-        overdue=Count("id", filter=late),
-    )
-    return LiveHolds(
-        orders=totals["orders"],
-        seats=totals["seats"] or 0,
-        overdue=totals["overdue"],
-        charged_unconfirmed=Order.objects.filter(charged_unconfirmed()).distinct().count(),
-    )
 
 
 def charges_of(order: Order) -> list[Charge]:

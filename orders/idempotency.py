@@ -31,11 +31,11 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from common.errors import Refused
-from orders import temporal_client
-from orders.booking import BookingStatus, State
-from orders.errors import SERVICE_UNAVAILABLE_CODE, ServiceUnavailable, StillConfirming
+from common import temporal_client
+from common.errors import ErrorCode, Refused
+from orders.errors import ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderRequest, RequestKind, RequestState
+from orders.workflow_contract import BookingStatus, State
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def claim(
             earlier.update_id = _update_id(kind)
         else:
             # Its answer was late: ask Temporal again, under the same ids, what it did.
-            earlier.resumed = True  # type: ignore[attr-defined]
+            earlier.resumed = True
         earlier.state, earlier.lease_until = RequestState.RUNNING, lease_until
         earlier.save(update_fields=["state", "lease_until", "update_id", "updated_at"])
         return earlier
@@ -118,7 +118,7 @@ def attach(request: OrderRequest, order: Order) -> None:
 
 
 def _update_id(kind: str) -> str:
-    # The first hold has a fixed id (one per workflow); see commands.FIRST_HOLD_UPDATE_ID.
+    # The first hold has a fixed id (one per workflow); see workflow_calls.FIRST_HOLD_UPDATE_ID.
     return f"{kind}-{uuid.uuid4().hex}"
 
 
@@ -177,7 +177,7 @@ def finish_settled(
     refusal: Refused | None = None,
     lost: bool = False,
 ) -> None:
-    """Keep the outcome of a request learnt after its answer (commands.settle)."""
+    """Keep the outcome of a request learnt after its answer (settling.settle)."""
     if lost:
         _finish(request, RequestState.LOST, None)
     elif refusal is not None:
@@ -189,7 +189,12 @@ def finish_settled(
 # Refusals that say "not now" (temporarily unavailable; over a limit, with Retry-After): they
 # changed nothing, and a retry with the same key is carried out again (LOST), not answered the
 # same refusal for ever.
-NOT_NOW = {SERVICE_UNAVAILABLE_CODE, "RATE_LIMITED", "TOO_MANY_SEATS_HELD", "ORDER_ALREADY_OPEN"}
+NOT_NOW = {
+    ErrorCode.SERVICE_UNAVAILABLE,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.TOO_MANY_SEATS_HELD,
+    ErrorCode.ORDER_ALREADY_OPEN,
+}
 
 
 def _state_after(refusal: Refused) -> RequestState:

@@ -19,8 +19,8 @@ from django.db.models import Count, Max, Min, Q
 
 from common import failpoints, metrics
 from flights import inventory
-from orders.booking import TERMINAL_STATES, Messages, OrderRecord, State
 from orders.models import Order, OrderEvent
+from orders.workflow_contract import TERMINAL_STATES, Messages, OrderRecord, State
 from payments import ledger
 from payments import services as payment_services
 from payments.models import ChargeStatus

@@ -16,19 +16,15 @@ A call ends in one of four ways: the workflow's answer (a ``BookingStatus``); ``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.db import IntegrityError, connections, transaction
-from django.db.models import Q
-from django.utils import timezone
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
@@ -44,11 +40,15 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from common import tracing
+from common import temporal_client, tracing
 from common.errors import Refused
+from common.temporal_client import TemporalUnreachable
 from flights.models import Flight
-from orders import hoarding, ownership, requests, temporal_client
-from orders.booking import (
+from orders import hoarding, idempotency, order_rows, ownership
+from orders.errors import SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE_CODE, ServiceUnavailable, StillConfirming
+from orders.models import Order, OrderRequest
+from orders.workflow_contract import (
+    PAYING_STATES,
     WORKFLOW,
     BookingInput,
     BookingStatus,
@@ -63,9 +63,6 @@ from orders.booking import (
     State,
     Updates,
 )
-from orders.errors import SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE_CODE, ServiceUnavailable, StillConfirming
-from orders.models import Order, OrderRequest, RequestKind, RequestState
-from orders.temporal_client import TemporalUnreachable
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -84,11 +81,6 @@ CUSTOMER_REFUSALS = {
 }
 
 
-def new_order_id() -> str:
-    """Unguessable: 80 random bits."""
-    return "ord-" + secrets.token_hex(10)
-
-
 def _start(order: Order) -> dict[str, Any]:
     """How every start of an order's workflow is made: the order's own id, so that there is
     one workflow per order; ``REJECT_DUPLICATE`` keeps an ended booking ended."""
@@ -100,7 +92,7 @@ def _start(order: Order) -> dict[str, Any]:
             hold_seconds=settings.SEAT_RESERVATION_TIMEOUT.total_seconds(),
             hold_ttl_margin_seconds=settings.SEAT_HOLD_TTL_MARGIN.total_seconds(),
             payment_timeout_seconds=settings.PAYMENT_VALIDATION_TIMEOUT.total_seconds(),
-            payment_max_attempts=settings.PAYMENT_MAX_RETRIES,
+            payment_max_attempts=order.payment_max_attempts,
             max_seat_changes=settings.MAX_SEAT_CHANGES,
             hold_life_ends_at=order.hold_life_ends_at,
         ),
@@ -134,51 +126,16 @@ def create_order(
     """
     if order_request.order is not None:
         return hold_first_seats(order=order_request.order)
-    order = new_order(flight=flight, seats=seats, client=client)
-    requests.attach(order_request, order)
+    order = order_rows.new_order(flight=flight, seats=seats, client=client)
+    idempotency.attach(order_request, order)
     ownership.remember(session, order.id)
     session.save()
     try:
         return hold_first_seats(order=order)
     except (Refused, ServiceUnavailable):
         ownership.forget(session, order.id)
-        discard(order)
+        order_rows.discard(order)
         raise
-
-
-def new_order(*, flight: Flight, seats: list[str], client: hoarding.Client | None = None) -> Order:
-    """The order's row, written before Temporal hears of it (CREATED, with the seats asked for),
-    in the transaction that checked the client's limits: from now on it counts against them.
-    (``create_order`` always names the client; only tests make an order for nobody.)"""
-    draws_left = 3
-    while True:
-        draws_left -= 1
-        try:
-            with transaction.atomic():
-                if client is not None:
-                    hoarding.check_new_order(client=client, flight=flight, seats=seats)
-                with transaction.atomic():  # the booking reference is drawn by the field's default
-                    return Order.objects.create(
-                        id=new_order_id(),
-                        flight=flight,
-                        state=State.CREATED,
-                        seats=seats,
-                        client_address=client.address if client is not None else "",
-                        hold_life_ends_at=timezone.now() + settings.SEAT_HOLD_MAX_LIFE,
-                    )
-        except IntegrityError:  # that reference was given already (about 1 in 10^9 per order)
-            if not draws_left:
-                raise
-
-
-def discard(order: Order) -> None:
-    """Remove an order that Temporal refused (or never heard of) before its customer learnt of it."""
-    with transaction.atomic():
-        # The row lock orders this after a record the workflow is writing (which then is
-        # deleted with it), or before it (which then finds no row, and writes nothing).
-        Order.objects.select_for_update().filter(id=order.id).first()
-        OrderRequest.objects.filter(order=order).update(order=None)
-        order.delete()
 
 
 def hold_first_seats(*, order: Order) -> BookingStatus:
@@ -202,20 +159,20 @@ def hold_first_seats(*, order: Order) -> BookingStatus:
                 rpc_timeout=_rpc_timeout(),
             )
         except WorkflowAlreadyStartedError:
-            return await _outcome_of(client, order, FIRST_HOLD_UPDATE_ID)
+            return await outcome_of(client, order, FIRST_HOLD_UPDATE_ID)
         finally:
-            _consume_start_outcome(start)
+            await _consume_start_outcome(start)
 
-    return _deliver(operation, order=order)
+    return deliver(operation, order=order)
 
 
-def _consume_start_outcome(start: WithStartWorkflowOperation[Any, Any]) -> None:
-    """The start's own outcome is a future the SDK keeps; a failed start would leave it
-    unread, and asyncio logs an unread failure as an error. Its failure was already handled."""
+async def _consume_start_outcome(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """The start's own outcome (``workflow_handle()``) is settled by the time the update call
+    returns or raises; a failed start left unread would be logged by asyncio as an error. Its
+    failure was already handled, so it is read here and let go. (Should the SDK have settled
+    neither outcome, the wait ends after a second: nothing can settle it any more.)"""
     with contextlib.suppress(Exception):
-        future = start._workflow_handle
-        if future.done():
-            future.exception()
+        await asyncio.wait_for(start.workflow_handle(), timeout=1.0)
 
 
 # --- Seat change, payment, cancel ------------------------------------------------------------
@@ -230,7 +187,7 @@ def ensure_changeable(order: Order) -> None:
 def _ensure_changeable_for(order: Order, request: OrderRequest) -> None:
     """A new request is checked against the row first; the retry of one whose answer was late is
     not: it goes to Temporal with its first update id, and gets what that update did."""
-    if not getattr(request, "resumed", False):
+    if not request.resumed:
         ensure_changeable(order)
 
 
@@ -240,7 +197,7 @@ def change_seats(
     """Hold exactly ``seats`` for the order and reset its timer (the ``hold_seats`` update),
     within the client's limits (``orders.hoarding``)."""
     _ensure_changeable_for(order, request)
-    if not getattr(request, "resumed", False):
+    if not request.resumed:
         hoarding.check_seat_change(client=client, order=order, seats=seats)
     return _update(order, Updates.HOLD_SEATS, SeatSelection(seats=seats), request.update_id)
 
@@ -260,12 +217,10 @@ def cancel_order(*, order: Order, reason: str = Messages.CANCELLED_BY_CUSTOMER) 
     abandoned too: whichever reaches the workflow first, the cancel or the first hold, the
     booking ends holding nothing. ``REJECT_DUPLICATE`` keeps an ended booking ended.
     """
+    if order.state in PAYING_STATES:  # before the general rule, which would say "payment pending"
+        raise Refused(ErrorType.ORDER_NOT_EDITABLE, Messages.CANCEL_DURING_PAYMENT)
     if order.state != State.CREATED:
         ensure_changeable(order)
-    if order.state in (State.PAYMENT_PENDING, State.PAYMENT_PROCESSING):
-        raise Refused(
-            ErrorType.ORDER_NOT_EDITABLE, "A payment is under way: the order can no longer be cancelled"
-        )
 
     async def operation(client: Client) -> None:
         with contextlib.suppress(WorkflowAlreadyStartedError):  # ended already: the row says how
@@ -276,7 +231,7 @@ def cancel_order(*, order: Order, reason: str = Messages.CANCELLED_BY_CUSTOMER) 
                 rpc_timeout=_rpc_timeout(),
             )
 
-    _deliver(operation, order=order)
+    deliver(operation, order=order)
     return status_of(order)
 
 
@@ -288,7 +243,7 @@ def live_status(*, order: Order) -> BookingStatus:
             Queries.GET_STATUS, result_type=BookingStatus, rpc_timeout=_rpc_timeout()
         )
 
-    return _deliver(operation, order=order)
+    return deliver(operation, order=order)
 
 
 def _update(order: Order, update: str, argument: Any, update_id: str) -> BookingStatus:
@@ -302,12 +257,12 @@ def _update(order: Order, update: str, argument: Any, update_id: str) -> Booking
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
             # The workflow has ended. If this update ran before it did, its outcome is kept.
-            return await _outcome_of(client, order, update_id)
+            return await outcome_of(client, order, update_id)
 
-    return _deliver(operation, order=order)
+    return deliver(operation, order=order)
 
 
-async def _outcome_of(client: Client, order: Order, update_id: str) -> BookingStatus:
+async def outcome_of(client: Client, order: Order, update_id: str) -> BookingStatus:
     """The recorded outcome of an update of the order's (ended) workflow."""
     handle = client.get_workflow_handle(order.workflow_id).get_update_handle(
         update_id, result_type=BookingStatus
@@ -322,7 +277,7 @@ def _rpc_timeout() -> timedelta:
     return settings.TEMPORAL_ANSWER_TIMEOUT
 
 
-def _deliver(operation: Callable[[Client], Awaitable[T]], *, order: Order) -> T:
+def deliver(operation: Callable[[Client], Awaitable[T]], *, order: Order) -> T:
     """Make a Temporal call; turn each way it can end into an answer, or one of the errors."""
     tracing.tag_order(order.id)  # the request's span: a new order is known only from here on
     try:
@@ -370,85 +325,3 @@ def status_of(order: Order) -> BookingStatus:
         last_error=order.last_error,
         version=order.version,
     )
-
-
-# --- Learning the outcome of a request answered 202 -------------------------------------------
-
-SETTLE_EVERY = timedelta(seconds=5)
-_settling = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
-
-
-def settle_soon(order: Order, waiting: OrderRequest | None) -> None:
-    """In the background, learn the outcome of ``waiting``, the order's latest request that was
-    answered "still confirming" (``requests.open_request``), at most once per SETTLE_EVERY. Called
-    when the order is looked at; the reconciliation does the same for orders nobody looks at."""
-    request = waiting
-    if request is None or not _take_turn(request):
-        return
-    _settling.submit(_settle_in_thread, request.pk)
-
-
-def _take_turn(request: OrderRequest) -> bool:
-    now = timezone.now()
-    if request.state == RequestState.RUNNING and request.lease_until > now:
-        return False  # a web process is still on it
-    due = Q(settle_after__isnull=True) | Q(settle_after__lte=now)
-    return bool(OrderRequest.objects.filter(due, pk=request.pk).update(settle_after=now + SETTLE_EVERY))
-
-
-def _settle_in_thread(request_id: int) -> None:
-    try:
-        request = OrderRequest.objects.select_related("order").get(pk=request_id)
-        settle(request)
-    except Exception:
-        logger.exception("settling request %s failed", request_id)
-    finally:
-        connections.close_all()
-
-
-def settle(request: OrderRequest) -> bool:
-    """Learn, and keep, the outcome of a request whose answer was "still confirming".
-
-    The first hold is sent again with its own ids: if it was lost with its start, it happens now;
-    if not, Temporal joins it. A seat change or a payment is not sent again (its body is not
-    kept: a payment code is stored nowhere in plain text, neither here nor in Temporal, whose
-    payloads common/payload_codec.py encrypts): its outcome is read from the workflow, and when the
-    workflow never received it, it is marked LOST (nothing happened; the customer may retry).
-    Returns whether its outcome is known now.
-    """
-    order = request.order
-    if order is None:
-        return False
-    status: BookingStatus | None
-    try:
-        if request.kind == RequestKind.CREATE:
-            status = hold_first_seats(order=order)
-        elif request.kind == RequestKind.CANCEL:
-            status = cancel_order(order=order)
-        else:
-            status = _deliver(_outcome_or_none(order, request.update_id), order=order)
-    except Refused as refusal:
-        requests.finish_settled(request, refusal=refusal)
-    except (StillConfirming, ServiceUnavailable):
-        return False  # still not known: the next look tries again
-    else:
-        if status is None:
-            requests.finish_settled(request, lost=True)
-        else:
-            requests.finish_settled(request, status=status)
-    return True
-
-
-def _outcome_or_none(order: Order, update_id: str) -> Callable[[Client], Awaitable[BookingStatus | None]]:
-    """Read an update's outcome; None when the workflow never received it (it was lost, say, with
-    a restart of Temporal before a worker took it): then it did not happen, and will not."""
-
-    async def operation(client: Client) -> BookingStatus | None:
-        try:
-            return await _outcome_of(client, order, update_id)
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-
-    return operation

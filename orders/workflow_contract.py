@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from temporalio.common import SearchAttributeKey
 
+from common.errors import ErrorCode
+
 WORKFLOW_ID_PREFIX = "booking-"
 # The PRD's longest wait between two payment attempts (the workflow's retry policy, and the
 # bound on how long a payment can last that tells an overdue order).
@@ -97,19 +99,20 @@ class Activities:
 
 class ErrorType:
     """Why a request was refused: ``ApplicationError.type`` values that cross from the workflow
-    and its activities to the web, and the codes the API answers with."""
+    and its activities to the web. Those the API answers with are its codes (``ErrorCode``); the
+    others stay inside (the web says them as "temporarily unavailable" or as the order's state)."""
 
-    INVALID_SEATS = "INVALID_SEATS"  # a seat is held by another order or already sold
-    UNKNOWN_SEATS = "UNKNOWN_SEATS"  # a seat that is not on this flight
-    ORDER_EXPIRED = "ORDER_EXPIRED"
-    ORDER_NOT_EDITABLE = "ORDER_NOT_EDITABLE"  # paying, paid, failed or cancelled
-    INVALID_PAYMENT_CODE = "INVALID_PAYMENT_CODE"
+    INVALID_SEATS = ErrorCode.INVALID_SEATS  # a seat is held by another order or already sold
+    UNKNOWN_SEATS = ErrorCode.UNKNOWN_SEATS  # a seat that is not on this flight
+    ORDER_EXPIRED = ErrorCode.ORDER_EXPIRED
+    ORDER_NOT_EDITABLE = ErrorCode.ORDER_NOT_EDITABLE  # paying, paid, failed or cancelled
+    INVALID_PAYMENT_CODE = ErrorCode.INVALID_PAYMENT_CODE
     PAYMENT_DECLINED = "PAYMENT_DECLINED"
     SEAT_ALREADY_BOOKED = "SEAT_ALREADY_BOOKED"  # the (flight, seat) constraint refused a sale
     # A confirmation found no live charge for the order in the gateway's ledger: never confirmed.
     PAYMENT_NOT_CHARGED = "PAYMENT_NOT_CHARGED"
-    TOO_MANY_CHANGES = "TOO_MANY_CHANGES"  # the seat-change limit of one order is reached
-    ORDER_PENDING = "ORDER_PENDING"  # its creation is still being confirmed: nothing to change yet
+    TOO_MANY_CHANGES = ErrorCode.TOO_MANY_CHANGES  # the seat-change limit of one order is reached
+    ORDER_PENDING = ErrorCode.ORDER_PENDING  # its creation is still being confirmed: nothing to change yet
     # A seat change, a payment or a first hold that the stores (Redis, PostgreSQL) did not confirm
     # in time: nothing was changed. Not the customer's doing: the web answers it with a 503.
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
@@ -131,6 +134,7 @@ class Messages:
         "Your seats have been released. Please try again."
     )
     CANCELLED_BY_CUSTOMER = "You cancelled this order. Your seats have been released."
+    CANCEL_DURING_PAYMENT = "A payment is under way: the order can no longer be cancelled"
     RELEASED_BY_OPERATOR = "An operator released this hold. Your seats have been released."
     STOPPED = "This booking was stopped before it could finish. Your seats have been released."
     STOPPED_REFUNDED = (

@@ -1,4 +1,4 @@
-"""The bookkeeping activities' writes (orders/bookkeeping.py), on a real PostgreSQL and Redis.
+"""The bookkeeping activities' writes (orders/activity_writes.py), on a real PostgreSQL and Redis.
 
 Bookkeeping runs as local activities: they write before their workflow task completes. When that
 task is lost, its writes stay though its history does not, and the task that replaces it may
@@ -19,10 +19,10 @@ from django.utils import timezone
 from flights import holds
 from flights.inventory import SeatsAlreadySold, UnknownSeats
 from flights.models import BookedSeat
-from orders.booking import OrderRecord, State
-from orders.bookkeeping import confirm_booking, hold_seats, record_order
-from orders.commands import new_order
+from orders.activity_writes import confirm_booking, hold_seats, record_order
 from orders.models import Order
+from orders.order_rows import new_order
+from orders.workflow_contract import OrderRecord, State
 from payments.ledger import charge_key
 from payments.models import Charge, ChargeStatus
 from tests.helpers import wait_for
