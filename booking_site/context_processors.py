@@ -3,6 +3,10 @@ from django.http import HttpRequest
 
 from payments.gateway import TEST_CODES
 
+# How often a live part of a page (the flight list, a seat map, an order) asks whether it changed:
+# htmx's "every" trigger, written once for every template.
+POLL_EVERY = "2s"
+
 
 def duration_text(seconds: float) -> str:
     """900 -> "15 minutes", 30 -> "30 seconds", 90 -> "90 seconds"."""
@@ -18,4 +22,5 @@ def booking(request: HttpRequest) -> dict[str, object]:
         "payment_failure_percent": round(settings.PAYMENT_FAILURE_RATE * 100),
         "hold_text": duration_text(settings.SEAT_RESERVATION_TIMEOUT.total_seconds()),
         "test_codes": TEST_CODES,
+        "poll_every": POLL_EVERY,
     }

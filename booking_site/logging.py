@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import re
 
+from common.formats import ORDER_ID
 from orders.workflow_contract import WORKFLOW_ID_PREFIX
 
-ORDER_IN_PATH = re.compile(r"/orders/(ord-[0-9a-z]+)")
+ORDER_IN_PATH = re.compile(rf"/orders/({ORDER_ID})")
 
 
 class OrderIdFilter(logging.Filter):

@@ -22,7 +22,15 @@ from django.http import HttpRequest
 from django.urls import register_converter
 
 from common.errors import ErrorCode, Refused
-from common.formats import FLIGHT_ID, IDEMPOTENCY_KEY, ORDER_ID, SEAT_CODE, SESSION_KEY, is_payment_code
+from common.formats import (
+    FLIGHT_ID,
+    IDEMPOTENCY_KEY,
+    ORDER_ID,
+    PAYMENT_CODE_EXPECTED,
+    SEAT_CODE,
+    SESSION_KEY,
+    is_payment_code,
+)
 
 # The API's bodies are a few hundred bytes, two levels deep, with no numbers that matter.
 MAX_BODY_BYTES = 16 * 1024
@@ -71,9 +79,7 @@ def is_seat_code(text: str) -> bool:
 
 def payment_code(value: object) -> str:
     if not is_payment_code(value):
-        raise InvalidInput(
-            ErrorCode.INVALID_PAYMENT_CODE, "The payment code must be exactly 5 digits, such as 12345"
-        )
+        raise InvalidInput(ErrorCode.INVALID_PAYMENT_CODE, PAYMENT_CODE_EXPECTED)
     return value
 
 

@@ -5,6 +5,8 @@ from django.db.models import Q
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
+from common.formats import FLIGHT_ID
+
 
 class FlightQuerySet(models.QuerySet["Flight"]):
     def upcoming(self) -> FlightQuerySet:
@@ -33,7 +35,7 @@ class Flight(models.Model):
     class Meta:
         ordering = ["departure_time", "number"]
         constraints = [
-            models.CheckConstraint(condition=Q(id__regex=r"^fl-[0-9a-z]+$"), name="flight_id_format"),
+            models.CheckConstraint(condition=Q(id__regex=f"^{FLIGHT_ID}$"), name="flight_id_format"),
             models.CheckConstraint(
                 condition=Q(number__regex=r"^[A-Z]{2}[0-9]{1,4}$"), name="flight_number_format"
             ),

@@ -6,8 +6,6 @@ its history and Temporal never disagree.
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -21,6 +19,7 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedErr
 
 from common.admin import ReadOnlyAdminMixin
 from common.errors import Refused
+from common.formats import SEAT_CODE
 from flights.models import BookedSeat
 from orders.errors import ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderEvent, ReconcileRun
@@ -28,8 +27,6 @@ from orders.overview import overview as compute_overview
 from orders.workflow_calls import cancel_order, live_status
 from orders.workflow_contract import Messages
 from payments.models import Charge, PaymentAttempt
-
-SEAT_CODE = re.compile(r"^\d{1,3}[A-Za-z]$")
 
 
 class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -100,7 +97,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):  # type: ignore[no-untyped-def]
         term = search_term.strip()
-        if SEAT_CODE.match(term):
+        if SEAT_CODE.fullmatch(term.upper()):
             return queryset.filter(seats__contains=[term.upper()]), False
         return super().get_search_results(request, queryset, term.lower())
 

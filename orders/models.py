@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
+from common.formats import ORDER_ID
 from flights.models import Flight
 from orders.workflow_contract import (
     ACTIVE_STATES,
@@ -124,7 +125,7 @@ class Order(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(id__regex=r"^ord-[0-9a-z]{16,}$"), name="order_id_format"),
+            models.CheckConstraint(condition=Q(id__regex=f"^{ORDER_ID}$"), name="order_id_format"),
             models.CheckConstraint(
                 condition=Q(state__in=[state.value for state in State]), name="order_state_known"
             ),

@@ -8,6 +8,7 @@ from django.conf import settings
 
 from common import inputs
 from common.errors import ErrorCode, Refused
+from common.formats import CHOOSE_A_SEAT, duplicates_in, listed_twice, seats_named
 from flights.inventory import not_on_flight
 from flights.models import Flight
 
@@ -26,18 +27,17 @@ def seat_list(value: object, *, flight: Flight) -> list[str]:
         )
     seats = [inputs.seat_text(item) for item in value]
     if not seats:
-        raise Refused(ErrorCode.VALIDATION_ERROR, "Choose at least one seat")
+        raise Refused(ErrorCode.VALIDATION_ERROR, CHOOSE_A_SEAT)
     if len(seats) > settings.MAX_SEATS_PER_ORDER:
         raise Refused(ErrorCode.VALIDATION_ERROR, f"At most {settings.MAX_SEATS_PER_ORDER} seats per order")
-    if duplicates := sorted({seat for seat in seats if seats.count(seat) > 1}):
-        raise Refused(ErrorCode.VALIDATION_ERROR, f"Seat {', '.join(duplicates)} is listed more than once")
+    if duplicates := duplicates_in(seats):
+        raise Refused(ErrorCode.VALIDATION_ERROR, listed_twice(duplicates))
     malformed = [seat for seat in seats if not inputs.is_seat_code(seat)]
     unknown = malformed or not_on_flight(flight=flight, seats=seats)
     if unknown:
-        noun = "Seat" if len(unknown) == 1 else "Seats"
         raise Refused(
             ErrorCode.UNKNOWN_SEATS,
-            f"{noun} {', '.join(unknown)} not on flight {flight.number}",
+            f"{seats_named(unknown)} not on flight {flight.number}",
             seats=unknown,
         )
     return seats

@@ -19,7 +19,6 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from common import inputs
-from common.errors import Refused
 from common.htmx import HtmxHttpRequest
 from flights.inventory import seat_map
 from flights.models import Flight
@@ -247,7 +246,7 @@ def cancel(request: HtmxHttpRequest, order_id: str) -> HttpResponse:
         )
         if problem := _problem(result):
             raise FormRefused(problem)
-    except (FormRefused, Refused) as refusal:
+    except FormRefused as refusal:  # a refusal from the workflow comes back as the result
         messages.error(request, refusal.message)
         return _go(request, reverse("orders:detail", args=[order.id]))
     if result.pending:

@@ -12,6 +12,7 @@ from enum import StrEnum
 from temporalio.common import SearchAttributeKey
 
 from common.errors import ErrorCode
+from common.formats import seats_named
 
 WORKFLOW_ID_PREFIX = "booking-"
 # The PRD's longest wait between two payment attempts (the workflow's retry policy, and the
@@ -158,9 +159,8 @@ class Messages:
 
     @staticmethod
     def seats_unavailable(seats: list[str]) -> str:
-        noun = "Seat" if len(seats) == 1 else "Seats"
         verb = "is" if len(seats) == 1 else "are"
-        return f"{noun} {', '.join(seats)} {verb} no longer available"
+        return f"{seats_named(seats)} {verb} no longer available"
 
     @staticmethod
     def seat_sold_meanwhile(seats: list[str]) -> str:

@@ -44,7 +44,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from common.formats import is_payment_code
+from common.formats import (
+    CHOOSE_A_SEAT,
+    PAYMENT_CODE_EXPECTED,
+    duplicates_in,
+    is_payment_code,
+    listed_twice,
+)
 from orders.workflow_contract import (
     PAYMENT_BACKOFF_CAP,
     WORKFLOW,
@@ -308,9 +314,9 @@ class BookingWorkflow:
         self._ensure_seats_changeable()
         seats = selection.seats
         if not seats:
-            raise ApplicationError("Choose at least one seat", type=ErrorType.INVALID_SEATS)
-        if len(set(seats)) != len(seats):
-            raise ApplicationError("Each seat can be chosen only once", type=ErrorType.INVALID_SEATS)
+            raise ApplicationError(CHOOSE_A_SEAT, type=ErrorType.INVALID_SEATS)
+        if duplicates := duplicates_in(seats):
+            raise ApplicationError(listed_twice(duplicates), type=ErrorType.INVALID_SEATS)
 
     @workflow.signal(name=Signals.CANCEL)
     def cancel(self, request: CancelRequest) -> None:
@@ -340,9 +346,7 @@ class BookingWorkflow:
     def _validate_payment_request(self, request: PaymentRequest) -> None:
         self._ensure_editable()
         if not is_payment_code(request.payment_code):
-            raise ApplicationError(
-                "The payment code must be exactly 5 digits", type=ErrorType.INVALID_PAYMENT_CODE
-            )
+            raise ApplicationError(PAYMENT_CODE_EXPECTED, type=ErrorType.INVALID_PAYMENT_CODE)
 
     async def _extend_holds_over_payment(self) -> None:
         """Hold the seats for the whole payment window, re-taking any hold Redis lost; if

@@ -157,22 +157,6 @@ def test_abandoning_an_order_releases_its_seats(stack):
     assert held_seats(customer, "fl-303") == []
 
 
-def test_wrong_methods_are_405_with_a_code(stack):
-    customer = stack.customer()
-
-    for reply in (customer.get("/api/orders"), customer.delete("/api/flights")):
-        assert reply.status == 405
-        assert reply.json["error"] == "METHOD_NOT_ALLOWED"
-    assert customer.get("/api/orders").headers["Allow"] == "POST"
-
-
-def test_an_unknown_endpoint_is_a_json_404(stack):
-    reply = stack.customer().get("/api/nothing-here")
-
-    assert reply.status == 404
-    assert reply.json["error"] == "NOT_FOUND"
-
-
 def test_a_flight_that_has_departed_is_not_listed_and_takes_no_order(stack):
     Flight.objects.filter(id="fl-202").update(departure_time=timezone.now() - timedelta(minutes=1))
     customer = stack.customer()

@@ -125,16 +125,18 @@ def test_a_content_length_that_is_not_a_number_is_400():
     assert reply.json()["error"] == "INVALID_JSON"
 
 
-def test_an_idempotency_key_with_a_nul_is_400():
+@pytest.mark.parametrize("key", ["", "a b", "x" * 256, "caf\u00e9", "key\x00"])
+def test_a_malformed_idempotency_key_is_400_and_makes_nothing(key):
     reply = Client().post(
         "/api/orders",
         json.dumps({"flightId": "fl-101", "seats": ["1A"]}),
         content_type="application/json",
-        headers={"Idempotency-Key": "key\x00"},
+        headers={"Idempotency-Key": key},
     )
 
     assert reply.status_code == 400
     assert reply.json()["error"] == "INVALID_IDEMPOTENCY_KEY"
+    assert not Order.objects.exists() and not OrderRequest.objects.exists()
 
 
 # --- Paths -----------------------------------------------------------------------------------
@@ -152,6 +154,7 @@ def test_an_idempotency_key_with_a_nul_is_400():
         "/api",
         "/api/",
         "/api/nothing%0Ahere",
+        "/api/nothing-here",
     ],
 )
 @pytest.mark.parametrize("debug", [False, True], ids=["production", "DEBUG"])
@@ -175,13 +178,21 @@ def test_a_page_with_an_id_that_cannot_be_one_is_the_404_page(path):
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["production", "DEBUG"])
-def test_a_wrong_method_is_a_json_405_naming_the_right_ones(settings, debug):
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", f"/api/orders/ord-{'0' * 20}", "GET, DELETE"),
+        ("GET", "/api/orders", "POST"),
+        ("DELETE", "/api/flights", "GET"),
+    ],
+)
+def test_a_wrong_method_is_a_json_405_naming_the_right_ones(settings, debug, method, path, allowed):
     settings.DEBUG = debug
 
-    reply = Client().patch(f"/api/orders/ord-{'0' * 20}")
+    reply = Client().generic(method, path)
 
     assert reply.status_code == 405
-    assert reply["Allow"] == "GET, DELETE"
+    assert reply["Allow"] == allowed
     assert reply.json()["error"] == "METHOD_NOT_ALLOWED"
 
 

@@ -18,17 +18,17 @@ import sysconfig
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from orders.workflow_contract import (
@@ -670,6 +670,11 @@ async def test_once_a_cancel_has_arrived_a_payment_is_refused_before_it_reaches_
     assert Activities.VALIDATE_PAYMENT not in stores.calls
 
 
+async def _until(moment: datetime) -> None:
+    """Wait, in real time (the dev server's clock is the machine's), until ``moment`` has passed."""
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
 async def test_the_hold_running_out_during_a_seat_change_waits_for_its_new_deadline(real_time_world):
     world = real_time_world
     _, stores, _ = world
@@ -680,12 +685,12 @@ async def test_the_hold_running_out_during_a_seat_change_waits_for_its_new_deadl
         handle,
         await handle.execute_update(BookingWorkflow.hold_seats, SeatSelection(["7A", "7B"])),
     )
-    await asyncio.sleep(2)
+    await _until(booking.first.hold_expires_at - hold / 2)  # half the hold has gone
     stores.pause(Activities.HOLD_SEATS)
     change = asyncio.create_task(booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B", "8C"])))
     await stores.wait_until_started(Activities.HOLD_SEATS)
 
-    await asyncio.sleep(2)  # the first deadline passes while the change runs
+    await _until(booking.first.hold_expires_at + timedelta(milliseconds=200))  # passes while it runs
     stores.resume(Activities.HOLD_SEATS)
     changed = await change
     status = await booking.status()
@@ -704,11 +709,12 @@ async def test_a_payment_during_a_seat_change_pays_for_the_new_seats(world):
     change = asyncio.create_task(booking.update(BookingWorkflow.hold_seats, SeatSelection(["7B", "8C"])))
     await stores.wait_until_started(Activities.HOLD_SEATS)
 
-    paying = asyncio.create_task(booking.update(BookingWorkflow.submit_payment, PaymentRequest("00000")))
-    await asyncio.sleep(0.5)  # the payment reaches the workflow, and waits for the lock
+    paying = await booking.handle.start_update(  # accepted: it waits for the lock
+        BookingWorkflow.submit_payment, PaymentRequest("00000"), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
     stores.resume(Activities.HOLD_SEATS)
     await change
-    await paying
+    await paying.result()
     result = await booking.handle.result()
 
     assert result.state == State.CONFIRMED
@@ -745,6 +751,50 @@ async def test_an_update_still_running_when_the_booking_ends_gets_its_answer(wor
     )
     assert (await handle.result()).state == State.FAILED
     assert stores.holds == {}
+
+
+@workflow.defn(name="BookingWithASlowHandler")
+class BookingWithASlowHandler(BookingWorkflow):
+    """The booking, plus one update whose handler is still waiting on a timer when the booking
+    ends: what any handler that awaits after its last use of the lock would do. The booking's
+    own handlers finish in the activation that ends it (the lock and the validators see to
+    that), so only such a handler shows whether ``_finish`` waits for every handler."""
+
+    @workflow.run
+    async def run(self, booking: BookingInput) -> BookingStatus:
+        return await super().run(booking)
+
+    @workflow.update(name="slow_note")
+    async def slow_note(self) -> str:
+        await workflow.sleep(timedelta(seconds=30))
+        return "answered"
+
+
+async def test_the_booking_ends_only_once_every_running_handler_has_answered(env):
+    stores, task_queue = FakeStores(), f"wf-test-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[BookingWithASlowHandler],
+        activities=stores.activities(),
+        workflow_runner=UnsandboxedWorkflowRunner(),  # the probe lives in this test module
+        workflow_failure_exception_types=[Exception],
+    ):
+        order_id = f"ord-{uuid.uuid4().hex[:20]}"
+        handle = await env.client.start_workflow(
+            "BookingWithASlowHandler",
+            BookingInput(order_id, "fl-101", HOLD.total_seconds(), 60, 10, 3, 20, None),
+            id=f"booking-{order_id}",
+            task_queue=task_queue,
+            result_type=BookingStatus,
+        )
+        note = await handle.start_update(
+            "slow_note", wait_for_stage=WorkflowUpdateStage.ACCEPTED, result_type=str
+        )
+        await handle.signal(BookingWorkflow.cancel, CancelRequest(reason=Messages.CANCELLED_BY_CUSTOMER))
+
+        assert await note.result() == "answered", "the handler answered before the booking closed"
+        assert (await handle.result()).state == State.CANCELLED
 
 
 # --- Validators refuse before anything reaches history ----------------------------------------
