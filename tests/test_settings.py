@@ -102,6 +102,28 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_it(variable, value, acc
     assert accepts in lines[0]
 
 
+def test_payment_max_retries_is_still_read_as_the_older_name_of_payment_max_attempts():
+    code = "from django.conf import settings as s; print(s.PAYMENT_MAX_ATTEMPTS)"
+    environment = {k: v for k, v in os.environ.items() if k != "PAYMENT_MAX_ATTEMPTS"}
+    older = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env={**environment, "SECRET_KEY": "x" * 50, "PAYMENT_MAX_RETRIES": "5"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    both = run_manage("check", PAYMENT_MAX_ATTEMPTS="4", PAYMENT_MAX_RETRIES="5")
+
+    assert older.stdout.splitlines()[-1] == "5", older.stderr
+    assert both.returncode == 2
+    assert both.stderr.strip() == (
+        "configuration error: PAYMENT_MAX_ATTEMPTS='4' and PAYMENT_MAX_RETRIES='5' disagree: "
+        "PAYMENT_MAX_RETRIES is the older name of PAYMENT_MAX_ATTEMPTS; set PAYMENT_MAX_ATTEMPTS alone"
+    )
+
+
 def test_the_cache_may_not_share_the_seat_holds_redis_database():
     url = "redis://127.0.0.1:6379/3"
     result = run_manage("check", REDIS_URL=url, CACHE_REDIS_URL=url)
