@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devstack.bench import Result, cpu_budget, cpu_per_booking, percentile, phases, schedule
+from tools.bench import Result, cpu_budget, cpu_per_booking, percentile, phases, schedule
 
 
 def test_percentiles_interpolate_between_ranks():

@@ -1,7 +1,7 @@
 """`make abuse`: bots try to hoard a flight from one address while customers from other addresses
 book it; then check that the limits on one client held (docs/CONFIGURATION.md, "Limits").
 
-    python -m devstack.abuse [--short] [--seconds S] [--customers N] [--limits-off]
+    python -m tools.abuse [--short] [--seconds S] [--customers N] [--limits-off]
 
 It starts a stack of its own (as `make chaos` does: gunicorn with two processes, the worker,
 Temporal, PostgreSQL, Redis) with the limits on, at their defaults, and 127.0.0.1 as the trusted
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import psycopg
 
-from devstack.bench import percentile
-from devstack.chaos import ChaosStack, Client
 from devstack.supervisor import log
+from tools.bench import percentile
+from tools.chaos import ChaosStack, Client
 
 FLIGHT = "fl-202"  # 19 rows of four seats: 76 in all
 ROWS, LETTERS = 19, "ABCD"
@@ -251,7 +251,7 @@ def report(tally: Tally, sampler: HeldSampler, seconds: float, customers: int, b
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.abuse", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.abuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="about 15 s of bots (part of make test)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds of bots (default 40, short 15)")
     parser.add_argument("--customers", type=int, default=6, help="customers, each from its own address")

@@ -1,7 +1,7 @@
 """`make chaos`: customers book while the stack is broken on purpose; then check that nothing was
 lost, nothing invented, and every answer told the truth.
 
-    python -m devstack.chaos [--short] [--seconds S] [--customers N] [--seed N]
+    python -m tools.chaos [--short] [--seconds S] [--customers N] [--seed N]
 
 It starts a stack of its own, every part a separate process (gunicorn, `manage.py runworker`,
 the Temporal dev server persisted to a file, PostgreSQL, Redis without persistence), with short
@@ -61,11 +61,11 @@ import psycopg
 import redis
 
 from common.payload_codec import new_key_entry
-from devstack.bench import percentile
 from devstack.ports import free_port
 from devstack.postgres_server import start_postgres
 from devstack.redis_server import start_redis
 from devstack.supervisor import ROOT, Supervisor, log
+from tools.bench import percentile
 
 if TYPE_CHECKING:
     from temporalio.client import Client as TemporalClient
@@ -928,7 +928,7 @@ def check_five_hundreds(journal: Journal, faults: list[Fault], findings: Finding
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.chaos", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="about a minute of load (part of make test)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds of load (default 130, short 48)")
     parser.add_argument("--customers", type=int, default=6)

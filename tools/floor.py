@@ -7,7 +7,7 @@ and ends. No Django, no Redis, no PostgreSQL. Measured against the same Temporal
 same run, it is the floor the app's own figures are divided by: a day when the machine (or the
 dev server's SQLite file) is slow makes both slow, and the ratio stays.
 
-    python -m devstack.floor worker --address HOST:PORT --task-queue Q   # what bench starts
+    python -m tools.floor worker --address HOST:PORT --task-queue Q   # what bench starts
 """
 
 from __future__ import annotations
@@ -169,9 +169,9 @@ async def _connect(address: str, *, encrypt: bool) -> Client:
 
 
 async def serve(address: str, queue: str, *, encrypt: bool = False) -> None:
-    # Run as `python -m devstack.floor`, this file is __main__, where a workflow class fails the
+    # Run as `python -m tools.floor`, this file is __main__, where a workflow class fails the
     # sandbox's checks: serve the module's own copy.
-    module = importlib.import_module("devstack.floor")
+    module = importlib.import_module("tools.floor")
     client = await _connect(address, encrypt=encrypt)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,7 +184,7 @@ async def serve(address: str, queue: str, *, encrypt: bool = False) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.floor")
+    parser = argparse.ArgumentParser(prog="python -m tools.floor")
     parser.add_argument("command", choices=["worker"])
     parser.add_argument("--address", required=True)
     parser.add_argument("--task-queue", required=True)

@@ -1,6 +1,6 @@
 """`make bench`: measure the running stack (`make run`) over HTTP and print the numbers.
 
-    python -m devstack.bench [--url http://localhost:8000] [--status-seconds 20] [--rate 100]
+    python -m tools.bench [--url http://localhost:8000] [--status-seconds 20] [--rate 100]
                              [--booking-seconds 20] [--customers 8] [--json]
 
 It starts nothing: it creates orders as customers would, measures, and abandons every order it
@@ -22,7 +22,7 @@ Measured:
                 (Temporal, the floor's worker, its customers); and the most a booking may cost
                 for the app to book at 0.75 of the floor's rate (CPUs / that rate)
   floor         the same create, change and booking runs against ``FloorBooking``
-                (devstack/floor.py): a workflow of the booking's shape on the same Temporal
+                (tools/floor.py): a workflow of the booking's shape on the same Temporal
                 server, with no business work; the app's figures are printed as ratios of it
   history       events, workflow tasks and activity tasks of one confirmed booking, read from
                 Temporal: counts that do not depend on the day
@@ -318,11 +318,11 @@ def measure_floor(
     """Run FloorBooking with a worker process of its own (like the app's) on the same server;
     also returns the CPU per booking of Temporal, that worker and the floor's customers.
     ``encrypt``: every payload of the floor through the payload codec (PAYLOAD_ENCRYPTION_KEYS)."""
-    from devstack import floor
+    from tools import floor
 
     queue = f"bench-floor-{os.getpid()}{'-codec' if encrypt else ''}"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "devstack.floor", "worker", "--address", address, "--task-queue", queue]
+        [sys.executable, "-m", "tools.floor", "worker", "--address", address, "--task-queue", queue]
         + (["--encrypt"] if encrypt else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
