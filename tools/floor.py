@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import signal
 import sys
@@ -26,10 +27,19 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+# The workflow's own payment retry policy, the one definition. Passed through: the sandbox
+# re-imports this module for every booking, and a fresh import of the workflow's module each time
+# would make the floor costlier than it is.
+with workflow.unsafe.imports_passed_through():
+    from temporal_worker.workflows import PAYMENT_RETRY
+
 HOLD = timedelta(minutes=15)
+# The booking's payment is tried with the workflow's own retry policy, PAYMENT_MAX_RETRIES times
+# (its default: the floor reads no settings).
+PAYMENT_ATTEMPTS = 3
 
 
 @activity.defn(name="floor_payment")
@@ -62,12 +72,7 @@ class FloorBooking:
             floor_payment,
             self.code,
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=1.5,
-                maximum_interval=timedelta(seconds=5),
-                maximum_attempts=3,
-            ),
+            retry_policy=dataclasses.replace(PAYMENT_RETRY, maximum_attempts=PAYMENT_ATTEMPTS),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return "CONFIRMED"
