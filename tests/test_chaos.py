@@ -1,6 +1,6 @@
 """The fault suite's short run (`make chaos` runs the long one): customers book while the worker
 is killed, PostgreSQL frozen, Redis flushed and restarted and Temporal killed and restarted, each
-a separate process of a stack of its own; then every invariant is checked (tools/chaos.py)."""
+a separate process of a stack of its own; then every invariant is checked (tools/chaos/)."""
 
 from __future__ import annotations
 
