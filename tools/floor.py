@@ -37,8 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from temporal_worker.workflows import PAYMENT_RETRY
 
 HOLD = timedelta(minutes=15)
-# The booking's payment is tried with the workflow's own retry policy, PAYMENT_MAX_RETRIES times
-# (its default: the floor reads no settings).
+# The payment is tried as a booking's is, with the workflow's own retry policy, at most as many
+# times as a booking of the default settings tries it (the floor reads no settings).
 PAYMENT_ATTEMPTS = 3
 
 
