@@ -24,6 +24,8 @@ from devstack.postgres_server import start_postgres
 from devstack.redis_server import start_redis
 from devstack.supervisor import ROOT, Supervisor, log
 from devstack.temporal_server import start_temporal
+from orders.booking import PAYMENT_BACKOFF_CAP
+from temporal_worker.workflows import PAYMENT_RETRY
 from tools.http_client import Session
 
 if TYPE_CHECKING:
@@ -32,7 +34,15 @@ if TYPE_CHECKING:
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 HOLD_SECONDS = 20
-PAYMENT_WINDOW_SECONDS = 3 * 2 + 1 + 1.5  # three 2 s attempts and their backoff
+PAYMENT_TIMEOUT_SECONDS = 2  # each attempt's
+PAYMENT_ATTEMPTS = 3  # a booking's, under the default settings
+# The longest a payment can take: every attempt's timeout and the workflow's backoffs between them.
+PAYMENT_WINDOW_SECONDS = PAYMENT_ATTEMPTS * PAYMENT_TIMEOUT_SECONDS + sum(
+    min(
+        PAYMENT_RETRY.initial_interval * PAYMENT_RETRY.backoff_coefficient**n, PAYMENT_BACKOFF_CAP
+    ).total_seconds()
+    for n in range(PAYMENT_ATTEMPTS - 1)
+)
 
 
 class ChaosStack:
@@ -66,7 +76,7 @@ class ChaosStack:
             GUNICORN_THREADS="8",
             SEAT_RESERVATION_TIMEOUT=f"{HOLD_SECONDS}s",
             SEAT_HOLD_TTL_MARGIN="10s",
-            PAYMENT_VALIDATION_TIMEOUT="2s",
+            PAYMENT_VALIDATION_TIMEOUT=f"{PAYMENT_TIMEOUT_SECONDS}s",
             PAYMENT_LATENCY_MIN="0.2s",
             PAYMENT_LATENCY_MAX="1s",
             PAYMENT_FAILURE_RATE="0.15",
