@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from redis import RedisError
@@ -161,20 +162,31 @@ def customer(url: str, number: int, tally: Tally, until: float) -> None:
         tally.fail(f"customer {number} could not hold {seats}: {status} {reply}")
         return
     order_id = reply["orderId"]
-    tally.record("customers", *person.call("POST", f"/api/orders/{order_id}/pay", {"paymentCode": "00000"}))
-    state = ""
-    while time.monotonic() < until + 60:
-        status, reply, headers = person.call("GET", f"/api/orders/{order_id}/status")
-        tally.record("customers", status, reply, headers)
-        state = reply.get("status", "")
-        if state in TERMINAL_STATES:
-            break
-        time.sleep(POLL_SECONDS / 4)  # a little quicker than the page, to time the booking
+    # A 202: the hold is not confirmed yet. The page says so, and the person pays once it is.
+    state = follow(person, order_id, {"SEATS_RESERVED", *TERMINAL_STATES}, tally, until)
+    if state == "SEATS_RESERVED":
+        tally.record(
+            "customers", *person.call("POST", f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
+        )
+        state = follow(person, order_id, TERMINAL_STATES, tally, until)
     if state != "CONFIRMED":
         tally.fail(f"customer {number}'s order {order_id} ended {state or 'unfinished'}")
         return
     with tally.lock:
         tally.booked_seconds.append(time.monotonic() - started)
+
+
+def follow(person: Session, order_id: str, until: AbstractSet[str], tally: Tally, deadline: float) -> str:
+    """Poll the order's status until it is one of ``until`` (or the run is long over): its state."""
+    state = ""
+    while time.monotonic() < deadline + 60:
+        status, reply, headers = person.call("GET", f"/api/orders/{order_id}/status")
+        tally.record("customers", status, reply, headers)
+        state = reply.get("status", "")
+        if state in until:
+            break
+        time.sleep(POLL_SECONDS / 4)  # a little quicker than the page, to time the booking
+    return state
 
 
 class HeldSampler(threading.Thread):
