@@ -1,7 +1,7 @@
 """The one HTTP client of the tools and the tests (tools/http_client.py), against a small real
 server on a free port: a session keeps its cookies and forgets a deleted one, sends its headers
 and the Idempotency-Key, sends a request again only over a kept connection the server had closed,
-never after a timeout, and serves two threads at once."""
+never after a timeout, and serves two threads at once; the bench's customer stops at a 429."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tools.bench import Customer
 from tools.http_client import Session
 
 RECEIVED: Counter[str] = Counter()  # requests that reached the server, by path
@@ -44,6 +45,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(1)
         elif self.path == "/text":
             self.reply(502, b"<html>Bad gateway</html>", cookies)
+            return
+        elif self.path == "/limited":
+            self.reply(429, b'{"error": "RATE_LIMITED"}', cookies)
             return
         seen = {name: self.headers.get(name) for name in ("Cookie", "Idempotency-Key", "X-Forwarded-For")}
         self.reply(
@@ -142,3 +146,12 @@ def test_two_threads_share_one_session(url: str) -> None:
 
     assert statuses == [200, 200]
     assert RECEIVED["/slow"] == 2
+
+
+def test_the_bench_stops_at_a_limits_refusal_instead_of_measuring_it(url: str) -> None:
+    customer = Customer(url)
+
+    ms, status, _ = customer.timed("GET", "/echo")
+    assert status == 200 and ms > 0
+    with pytest.raises(SystemExit, match="RATE_LIMITS=off"):
+        customer.call("GET", "/limited")
