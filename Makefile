@@ -16,7 +16,7 @@ test: $(STAMP) system-packages ## Run the whole test suite against real services
 	$(BIN)/python -m devstack test $(ARGS)
 
 mutate: $(STAMP) ## Mutation testing of the workflow and the seat holds; prints the score (docs/TESTING.md)
-	$(BIN)/python -m devstack.mutate $(ARGS)
+	$(BIN)/python -m tools.mutate $(ARGS)
 
 # Schemathesis against the API's OpenAPI document, alone and longer than in `make test`, on the
 # same self-started stack: EXAMPLES per operation and phase, MAX_TIME seconds in all (0: no
@@ -87,13 +87,13 @@ screenshots: ## Refresh the README's screenshots (docs/screenshots) from the bro
 	UPDATE_SCREENSHOTS=1 $(MAKE) test ARGS="-m browser"
 
 chaos: $(STAMP) ## The fault suite: book while killing and freezing each part, then check (about 4 min)
-	$(BIN)/python -m devstack.chaos $(ARGS)
+	$(BIN)/python -m tools.chaos $(ARGS)
 
 abuse: $(STAMP) ## The hoarding check: bots from one address try to hold a flight while customers book (about 1.5 min)
-	$(BIN)/python -m devstack.abuse $(ARGS)
+	$(BIN)/python -m tools.abuse $(ARGS)
 
 bench: $(STAMP) ## Measure the running stack (start it with `RATE_LIMITS=off make run` first)
-	$(BIN)/python -m devstack.bench $(ARGS)
+	$(BIN)/python -m tools.bench $(ARGS)
 
 # Commands beside a running `make run`: they load the addresses it wrote to its data folder.
 STACK_ENV = set -a && . "$${STACK_DATA_DIR:-.data}/stack.env" && set +a &&

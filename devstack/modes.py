@@ -31,8 +31,8 @@ STACK_ENV = {
 MAX_SOCKET_PATH = 100
 
 
-# The project's own packages, and this one (the bench's floor workflow is sandboxed too).
-PACKAGES = ("booking_site", "common", "flights", "orders", "payments", "temporal_worker", "devstack")
+# The project's own packages, this one, and the tools (the bench's floor workflow is sandboxed too).
+PACKAGES = ("booking_site", "common", "flights", "orders", "payments", "temporal_worker", "devstack", "tools")
 
 
 def compile_bytecode() -> None:

@@ -2,66 +2,18 @@
 
 from __future__ import annotations
 
-import http.cookiejar
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from tools.http_client import Response, Session
 
 T = TypeVar("T")
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-class ApiClient:
-    """One customer's browser session, speaking real HTTP to the live server."""
-
-    def __init__(self, base_url: str, *, headers: dict[str, str] | None = None) -> None:
-        """``headers``: sent with every request (``X-Forwarded-For``, for a customer elsewhere)."""
-        self.base_url = base_url.rstrip("/")
-        self.headers = dict(headers or {})
-        self.cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        payload: Any = None,
-        *,
-        raw: bytes | None = None,
-        content_type: str = "application/json",
-        timeout: float = 30,
-        key: str | None = None,
-    ) -> Response:
-        """``key``: sent as the Idempotency-Key header."""
-        data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self.headers)
-        if data is not None:
-            request.add_header("Content-Type", content_type)
-        if key is not None:
-            request.add_header("Idempotency-Key", key)
-        try:
-            with self.opener.open(request, timeout=timeout) as reply:
-                return Response(reply.status, reply.read(), dict(reply.headers))
-        except urllib.error.HTTPError as error:
-            return Response(error.code, error.read(), dict(error.headers))
+class ApiClient(Session):
+    """One customer's browser session, speaking real HTTP to the live server (tools/http_client.py:
+    its cookies, ``headers`` sent with every request, ``key=`` as the Idempotency-Key)."""
 
     def get(self, path: str) -> Response:
         return self.request("GET", path)

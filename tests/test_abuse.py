@@ -1,6 +1,6 @@
 """The hoarding check's short run (`make abuse` runs the long one): bots from one address try to
 hold a whole flight, with a new session per request and with one session, while customers from
-other addresses book it; the limits on one client must hold (devstack/abuse.py)."""
+other addresses book it; the limits on one client must hold (tools/abuse.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(240)
 def test_bots_from_one_address_cannot_hoard_a_flight_and_customers_still_book() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "devstack.abuse", "--short"],
+        [sys.executable, "-m", "tools.abuse", "--short"],
         cwd=ROOT,
         capture_output=True,
         text=True,

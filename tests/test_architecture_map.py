@@ -14,7 +14,7 @@ ARCHITECTURE = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
 README = (ROOT / "README.md").read_text()
 REFERENCE = re.compile(r"`([\w/.]+\.py)::(\w+)`")
 FILE = re.compile(
-    r"`((?:booking_site|common|flights|orders|payments|temporal_worker|devstack|tests)/[\w/.]+\.py)`"
+    r"`((?:booking_site|common|flights|orders|payments|temporal_worker|devstack|tools|tests)/[\w/.]+\.py)`"
 )
 
 

@@ -1,4 +1,5 @@
-"""The bench's arithmetic: percentiles and the open-loop timeline."""
+"""The tools' arithmetic (tools/stats.py, tools/bench.py): percentiles, the open-loop timeline,
+the figures of a measurement and the CPU per booking."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import math
 
 import pytest
 
-from devstack.bench import Result, cpu_budget, cpu_per_booking, percentile, phases, schedule
+from tools.bench import Result, cpu_budget, cpu_per_booking, phases
+from tools.stats import median_and_max, percentile, schedule
 
 
 def test_percentiles_interpolate_between_ranks():
@@ -21,6 +23,11 @@ def test_percentiles_interpolate_between_ranks():
 
 def test_percentiles_do_not_depend_on_order():
     assert percentile([5.0, 1.0, 3.0], 50) == percentile([1.0, 3.0, 5.0], 50) == 3.0
+
+
+def test_a_wait_is_reported_as_its_median_and_its_longest():
+    assert median_and_max([3.0, 1.0, 2.0, 10.0]) == "p50 2.5 s, max 10.0 s"
+    assert median_and_max([], "ms") == "p50 nan ms, max 0.0 ms"
 
 
 def test_the_open_loop_timeline_is_evenly_spaced():

@@ -1,6 +1,6 @@
 """The fault suite's short run (`make chaos` runs the long one): customers book while the worker
 is killed, PostgreSQL frozen, Redis flushed and restarted and Temporal killed and restarted, each
-a separate process of a stack of its own; then every invariant is checked (devstack/chaos.py)."""
+a separate process of a stack of its own; then every invariant is checked (tools/chaos/)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(480)
 def test_the_short_fault_run_finds_no_violation() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "devstack.chaos", "--short"],
+        [sys.executable, "-m", "tools.chaos", "--short"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -38,7 +38,16 @@ DOCS = ROOT / "docs"
 # must be read by the code, and each name read must be listed, with its literal default (when the
 # code gives one) in the default column, and with the bounds the reader enforces in the row.
 
-CODE_PACKAGES = ("booking_site", "common", "flights", "orders", "payments", "temporal_worker", "devstack")
+CODE_PACKAGES = (
+    "booking_site",
+    "common",
+    "flights",
+    "orders",
+    "payments",
+    "temporal_worker",
+    "devstack",
+    "tools",
+)
 CONFIGURATION = DOCS / "CONFIGURATION.md"
 # The typed readers: the functions of booking_site/env.py whose first parameter is the name.
 READERS = {

@@ -7,7 +7,7 @@ and ends. No Django, no Redis, no PostgreSQL. Measured against the same Temporal
 same run, it is the floor the app's own figures are divided by: a day when the machine (or the
 dev server's SQLite file) is slow makes both slow, and the ratio stays.
 
-    python -m devstack.floor worker --address HOST:PORT --task-queue Q   # what bench starts
+    python -m tools.floor worker --address HOST:PORT --task-queue Q   # what bench starts
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import signal
 import sys
@@ -26,10 +27,19 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+# The workflow's own payment retry policy, the one definition. Passed through: the sandbox
+# re-imports this module for every booking, and a fresh import of the workflow's module each time
+# would make the floor costlier than it is.
+with workflow.unsafe.imports_passed_through():
+    from temporal_worker.workflows import PAYMENT_RETRY
+
 HOLD = timedelta(minutes=15)
+# The payment is tried as a booking's is, with the workflow's own retry policy, at most as many
+# times as a booking of the default settings tries it (the floor reads no settings).
+PAYMENT_ATTEMPTS = 3
 
 
 @activity.defn(name="floor_payment")
@@ -62,12 +72,7 @@ class FloorBooking:
             floor_payment,
             self.code,
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=1.5,
-                maximum_interval=timedelta(seconds=5),
-                maximum_attempts=3,
-            ),
+            retry_policy=dataclasses.replace(PAYMENT_RETRY, maximum_attempts=PAYMENT_ATTEMPTS),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return "CONFIRMED"
@@ -169,9 +174,9 @@ async def _connect(address: str, *, encrypt: bool) -> Client:
 
 
 async def serve(address: str, queue: str, *, encrypt: bool = False) -> None:
-    # Run as `python -m devstack.floor`, this file is __main__, where a workflow class fails the
+    # Run as `python -m tools.floor`, this file is __main__, where a workflow class fails the
     # sandbox's checks: serve the module's own copy.
-    module = importlib.import_module("devstack.floor")
+    module = importlib.import_module("tools.floor")
     client = await _connect(address, encrypt=encrypt)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,7 +189,7 @@ async def serve(address: str, queue: str, *, encrypt: bool = False) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.floor")
+    parser = argparse.ArgumentParser(prog="python -m tools.floor")
     parser.add_argument("command", choices=["worker"])
     parser.add_argument("--address", required=True)
     parser.add_argument("--task-queue", required=True)

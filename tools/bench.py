@@ -1,6 +1,6 @@
 """`make bench`: measure the running stack (`make run`) over HTTP and print the numbers.
 
-    python -m devstack.bench [--url http://localhost:8000] [--status-seconds 20] [--rate 100]
+    python -m tools.bench [--url http://localhost:8000] [--status-seconds 20] [--rate 100]
                              [--booking-seconds 20] [--customers 8] [--json]
 
 It starts nothing: it creates orders as customers would, measures, and abandons every order it
@@ -22,7 +22,7 @@ Measured:
                 (Temporal, the floor's worker, its customers); and the most a booking may cost
                 for the app to book at 0.75 of the floor's rate (CPUs / that rate)
   floor         the same create, change and booking runs against ``FloorBooking``
-                (devstack/floor.py): a workflow of the booking's shape on the same Temporal
+                (tools/floor.py): a workflow of the booking's shape on the same Temporal
                 server, with no business work; the app's figures are printed as ratios of it
   history       events, workflow tasks and activity tasks of one confirmed booking, read from
                 Temporal: counts that do not depend on the day
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import signal
@@ -46,30 +45,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from tools.http_client import Response, Session
+from tools.stats import percentile, schedule
 
 if TYPE_CHECKING:
     from temporalio.client import Client
 
-# --- Statistics (pure, unit-tested) --------------------------------------------------------
-
-
-def percentile(samples: list[float], p: float) -> float:
-    """The p-th percentile (0..100) by linear interpolation between closest ranks."""
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    rank = (len(ordered) - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def schedule(rate: float, seconds: float, start: float = 0.0) -> list[float]:
-    """Send times of an open-loop load: one request every 1/rate s for ``seconds``."""
-    count = int(rate * seconds)
-    return [start + i / rate for i in range(count)]
+# --- The figures of one measurement ---------------------------------------------------------
 
 
 @dataclass
@@ -81,7 +66,7 @@ class Result:
     note: str = ""
     workflow_ids: list[str] = field(default_factory=list)  # of the bookings measured
 
-    def row(self) -> dict[str, object]:
+    def row(self) -> dict[str, Any]:
         n = len(self.latencies_ms)
         return {
             "name": self.name,
@@ -99,41 +84,22 @@ class Result:
 # --- HTTP: one customer, one keep-alive connection, its own session cookie ------------------
 
 
-class Customer:
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "localhost", parts.port or 80
-        self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        self.cookie = ""
+class Customer(Session):
+    """A bench customer: every bench customer is one client address, so a limit's refusal stops
+    the bench instead of being measured."""
 
-    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if self.cookie:
-            headers["Cookie"] = self.cookie
-        payload = json.dumps(body) if body is not None else None
-        for attempt in range(2):  # one reconnect if the server closed an idle keep-alive
-            try:
-                self.connection.request(method, path, body=payload, headers=headers)
-                reply = self.connection.getresponse()
-                data = reply.read()
-                break
-            except (http.client.HTTPException, ConnectionError):
-                self.connection.close()
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-                if attempt:
-                    raise
-        if cookie := reply.getheader("Set-Cookie"):
-            self.cookie = cookie.split(";", 1)[0]
-        if reply.status == 429:  # every bench customer is one client address
+    def request(self, method: str, path: str, payload: Any = None, **kwargs: Any) -> Response:
+        reply = super().request(method, path, payload, **kwargs)
+        if reply.status == 429:
             raise SystemExit(
                 "bench: the stack refused a request as over a limit on one client (429): "
                 "start it with `RATE_LIMITS=off make run` for the bench (docs/PERFORMANCE.md)"
             )
-        return reply.status, (json.loads(data) if data else {})
+        return reply
 
     def timed(self, method: str, path: str, body: object = None) -> tuple[float, int, dict]:
         started = time.perf_counter()
-        status, reply = self.call(method, path, body)
+        status, reply, _ = self.call(method, path, body)
         return (time.perf_counter() - started) * 1000, status, reply
 
 
@@ -143,9 +109,9 @@ class SeatPool:
     def __init__(self, customer: Customer) -> None:
         self._lock = threading.Lock()
         self._seats: list[tuple[str, str]] = []
-        _, flights = customer.call("GET", "/api/flights")
+        _, flights, _ = customer.call("GET", "/api/flights")
         for flight in flights["flights"]:
-            _, detail = customer.call("GET", f"/api/flights/{flight['id']}")
+            _, detail, _ = customer.call("GET", f"/api/flights/{flight['id']}")
             self._seats += [
                 (flight["id"], s["id"]) for s in detail["seatMap"]["seats"] if s["status"] == "available"
             ]
@@ -211,7 +177,7 @@ def measure_status(customers: list[Customer], orders: list[str], rate: float, se
             due = start + plan[index]
             if (delay := due - time.perf_counter()) > 0:
                 time.sleep(delay)
-            status, _ = customer.call("GET", f"/api/orders/{order_id}/status")
+            status, _, _ = customer.call("GET", f"/api/orders/{order_id}/status")
             latency = (time.perf_counter() - due) * 1000  # from the scheduled time
             with lock:
                 if status == 200:
@@ -239,7 +205,7 @@ def measure_bookings(url: str, pool: SeatPool, customers: int, seconds: float) -
             customer = Customer(url)
             flight, seat = pool.take()
             started = time.perf_counter()
-            status, reply = customer.call("POST", "/api/orders", {"flightId": flight, "seats": [seat]})
+            status, reply, _ = customer.call("POST", "/api/orders", {"flightId": flight, "seats": [seat]})
             ok = status == 201
             if ok:
                 order_id = reply["orderId"]
@@ -318,11 +284,11 @@ def measure_floor(
     """Run FloorBooking with a worker process of its own (like the app's) on the same server;
     also returns the CPU per booking of Temporal, that worker and the floor's customers.
     ``encrypt``: every payload of the floor through the payload codec (PAYLOAD_ENCRYPTION_KEYS)."""
-    from devstack import floor
+    from tools import floor
 
     queue = f"bench-floor-{os.getpid()}{'-codec' if encrypt else ''}"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "devstack.floor", "worker", "--address", address, "--task-queue", queue]
+        [sys.executable, "-m", "tools.floor", "worker", "--address", address, "--task-queue", queue]
         + (["--encrypt"] if encrypt else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -537,7 +503,7 @@ def one_booking(url: str, pool: SeatPool) -> str | None:
     """Book one seat with 00000 and return the order's workflow id once it is CONFIRMED."""
     customer = Customer(url)
     flight, seat = pool.take()
-    status, reply = customer.call("POST", "/api/orders", {"flightId": flight, "seats": [seat]})
+    status, reply, _ = customer.call("POST", "/api/orders", {"flightId": flight, "seats": [seat]})
     if status not in (201, 202):
         return None
     order_id = reply["orderId"]
@@ -723,7 +689,7 @@ def main(argv: list[str]) -> int:
 
     probe = Customer(args.url)
     try:
-        health_status, health = probe.call("GET", "/healthz")
+        health_status, health, _ = probe.call("GET", "/healthz")
     except OSError:
         print(f"bench: nothing answers at {args.url}: start the stack with `make run` first", file=sys.stderr)
         return 2
@@ -746,7 +712,7 @@ def main(argv: list[str]) -> int:
     cpu = cpu_per_booking(cpu_before, cpu_after, len(bookings.latencies_ms))
     memory_after = memory()
 
-    floor_rows: list[dict[str, object]] = []
+    floor_rows: list[dict[str, Any]] = []
     floor_cpu: dict[str, float] = {}
     waits: tuple[dict[str, list[float]], dict[str, list[float]]] | None = None
     counts: dict[str, dict[str, int]] = {}

@@ -1,7 +1,7 @@
 """`make abuse`: bots try to hoard a flight from one address while customers from other addresses
 book it; then check that the limits on one client held (docs/CONFIGURATION.md, "Limits").
 
-    python -m devstack.abuse [--short] [--seconds S] [--customers N] [--limits-off]
+    python -m tools.abuse [--short] [--seconds S] [--customers N] [--limits-off]
 
 It starts a stack of its own (as `make chaos` does: gunicorn with two processes, the worker,
 Temporal, PostgreSQL, Redis) with the limits on, at their defaults, and 127.0.0.1 as the trusted
@@ -27,21 +27,20 @@ exits 1 on any violation. Every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import psycopg
+from redis import RedisError
 
-from devstack.bench import percentile
-from devstack.chaos import ChaosStack, Client
 from devstack.supervisor import log
+from orders.booking import TERMINAL_STATES
+from tools.chaos.stack import ChaosStack
+from tools.http_client import Session
+from tools.stats import median_and_max
 
 FLIGHT = "fl-202"  # 19 rows of four seats: 76 in all
 ROWS, LETTERS = 19, "ABCD"
@@ -55,10 +54,10 @@ POLL_SECONDS = 2.0
 MAX_REQUESTS_PER_BOT = 20_000  # a bound on every loop, whatever the clock says
 
 
-def client_from(url: str, address: str, *, keep_cookie: bool = True) -> Client:
+def client_from(url: str, address: str, *, keep_cookie: bool = True) -> Session:
     """One browser session (its cookie, unless ``keep_cookie`` is off) from one address, which the
     stack trusts the X-Forwarded-For of (it is the bots' and the customers' only difference)."""
-    return Client(url, 30, headers={"X-Forwarded-For": address}, keep_cookie=keep_cookie)
+    return Session(url, timeout=30, headers={"X-Forwarded-For": address}, keep_cookies=keep_cookie)
 
 
 @dataclass
@@ -163,20 +162,31 @@ def customer(url: str, number: int, tally: Tally, until: float) -> None:
         tally.fail(f"customer {number} could not hold {seats}: {status} {reply}")
         return
     order_id = reply["orderId"]
-    tally.record("customers", *person.call("POST", f"/api/orders/{order_id}/pay", {"paymentCode": "00000"}))
-    state = ""
-    while time.monotonic() < until + 60:
-        status, reply, headers = person.call("GET", f"/api/orders/{order_id}/status")
-        tally.record("customers", status, reply, headers)
-        state = reply.get("status", "")
-        if state in {"CONFIRMED", "FAILED", "EXPIRED", "CANCELLED"}:
-            break
-        time.sleep(POLL_SECONDS / 4)  # a little quicker than the page, to time the booking
+    # A 202: the hold is not confirmed yet. The page says so, and the person pays once it is.
+    state = follow(person, order_id, {"SEATS_RESERVED", *TERMINAL_STATES}, tally, until)
+    if state == "SEATS_RESERVED":
+        tally.record(
+            "customers", *person.call("POST", f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
+        )
+        state = follow(person, order_id, TERMINAL_STATES, tally, until)
     if state != "CONFIRMED":
         tally.fail(f"customer {number}'s order {order_id} ended {state or 'unfinished'}")
         return
     with tally.lock:
         tally.booked_seconds.append(time.monotonic() - started)
+
+
+def follow(person: Session, order_id: str, until: AbstractSet[str], tally: Tally, deadline: float) -> str:
+    """Poll the order's status until it is one of ``until`` (or the run is long over): its state."""
+    state = ""
+    while time.monotonic() < deadline + 60:
+        status, reply, headers = person.call("GET", f"/api/orders/{order_id}/status")
+        tally.record("customers", status, reply, headers)
+        state = reply.get("status", "")
+        if state in until:
+            break
+        time.sleep(POLL_SECONDS / 4)  # a little quicker than the page, to time the booking
+    return state
 
 
 class HeldSampler(threading.Thread):
@@ -190,14 +200,11 @@ class HeldSampler(threading.Thread):
         self.samples = 0
 
     def run(self) -> None:
-        redis = self.stack.redis()
         while not self.stop_event.wait(0.2):
             try:
-                keys = list(redis.scan_iter(match=f"hold:{{{FLIGHT}}}:*", count=500))
-                owners = redis.mget(keys) if keys else []
-            except OSError:
+                held = Counter(self.stack.holds(FLIGHT).values())
+            except (OSError, RedisError):
                 continue
-            held = Counter(owner.decode() for owner in owners if owner)
             with self.tally.lock:
                 by_address = sum(count for order, count in held.items() if order in self.tally.bot_orders)
                 by_session = sum(
@@ -210,8 +217,7 @@ class HeldSampler(threading.Thread):
 
 def database_check(stack: ChaosStack, tally: Tally) -> int:
     """The seats the bots' address holds by the order rows, at the end (the limits' own count)."""
-    url = stack.env["DATABASE_URL"].replace("postgres://", "postgresql://")
-    with psycopg.connect(url, connect_timeout=5) as connection:
+    with stack.database() as connection:
         row = connection.execute(
             "SELECT coalesce(sum(cardinality(seats)), 0) FROM orders_order WHERE client_address = %s "
             "AND state IN ('CREATED', 'SEATS_RESERVED', 'PAYMENT_PENDING', 'PAYMENT_PROCESSING')",
@@ -232,12 +238,7 @@ def report(tally: Tally, sampler: HeldSampler, seconds: float, customers: int, b
         f"(limit {ADDRESS_MAX_SEATS_HELD}); the one-session bot: {sampler.max_by_session} "
         f"(limit {SESSION_MAX_SEATS_HELD}); by the order rows at the end: {by_rows}",
         f"customers confirmed: {len(tally.booked_seconds)}/{customers}"
-        + (
-            f", hold to CONFIRMED p50 {percentile(tally.booked_seconds, 50):.1f} s, "
-            f"max {max(tally.booked_seconds):.1f} s"
-            if tally.booked_seconds
-            else ""
-        ),
+        + (f", hold to CONFIRMED {median_and_max(tally.booked_seconds)}" if tally.booked_seconds else ""),
         "customer answers: "
         + ", ".join(
             f"{answer.removeprefix('customers ')} x{n}"
@@ -251,7 +252,7 @@ def report(tally: Tally, sampler: HeldSampler, seconds: float, customers: int, b
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.abuse", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.abuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="about 15 s of bots (part of make test)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds of bots (default 40, short 15)")
     parser.add_argument("--customers", type=int, default=6, help="customers, each from its own address")
@@ -261,13 +262,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     seconds = args.seconds or (15.0 if args.short else 40.0)
     customers = max(1, min(args.customers, len(seats_of(CUSTOMER_ROWS)) // 2))
-    data = Path(tempfile.mkdtemp(prefix="booking-abuse-"))
-    os.chmod(data, 0o755)
-    stack = ChaosStack(data)
+    stack = ChaosStack("abuse")
     stack.env.update(
         RATE_LIMITS="off" if args.limits_off else "on",
         TRUSTED_PROXIES="127.0.0.1/32",
-        TEMPORAL_TASK_QUEUE="abuse",
         SEAT_RESERVATION_TIMEOUT="5m",  # the bots' holds last the whole run
         PAYMENT_FAILURE_RATE="0",
     )
@@ -309,13 +307,8 @@ def main(argv: list[str]) -> int:
         print(report(tally, sampler, seconds, customers, by_rows), flush=True)
     finally:
         stop.set()
-        stack.stop()
-        if tally.violations:
-            log(f"abuse: logs kept in {data}")
-        else:
-            shutil.rmtree(data, ignore_errors=True)
-    log(f"abuse: {'FAILED' if tally.violations else 'passed'}")
-    return 1 if tally.violations else 0
+        stack.stop(keep_logs=bool(tally.violations))
+    return stack.verdict(tally.violations)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`make mutate`: mutation testing of the booking workflow and the seat holds, with mutmut.
 
-    python -m devstack.mutate [--jobs N] [--minimum 95]
+    python -m tools.mutate [--jobs N] [--minimum 95]
 
 mutmut (configured in pyproject.toml, ``[tool.mutmut]``) changes one thing at a time in
 ``temporal_worker/workflows.py`` and ``flights/holds.py`` and runs the fast tests that reach the
@@ -37,7 +37,7 @@ def score(stats: dict[str, int]) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.mutate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.mutate", description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
     parser.add_argument("--minimum", type=float, default=95.0, help="the lowest score that passes")
     args = parser.parse_args(argv)
