@@ -60,7 +60,7 @@ system-packages:
 lint: $(STAMP) ## ruff (lint + format check), mypy, and the architecture's import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DEBUG=true $(BIN)/mypy temporal_worker common orders flights payments booking_site
+	DEBUG=true $(BIN)/mypy temporal_worker common orders flights payments booking_site tools
 	$(BIN)/lint-imports
 
 # pip-audit over the locked production dependencies (docs/DEPLOYMENT.md, "Audited dependencies").

@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "temporal_worker", "common", "orders", "flights", "payments", "booking_site"],
+        ["mypy", "temporal_worker", "common", "orders", "flights", "payments", "booking_site", "tools"],
         ["lint-imports"],
     ],
     ids=["ruff-check", "ruff-format", "mypy", "import-contracts"],

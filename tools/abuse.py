@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from redis import RedisError
 
 from devstack.supervisor import log
-from orders.booking import TERMINAL_STATES
+from orders.workflow_contract import TERMINAL_STATES
 from tools.chaos.stack import ChaosStack
 from tools.http_client import Session
 from tools.stats import median_and_max

@@ -15,7 +15,7 @@ from datetime import datetime
 import psycopg
 import redis
 
-from orders.booking import TERMINAL_STATES, WORKFLOW_ID_PREFIX
+from orders.workflow_contract import TERMINAL_STATES, WORKFLOW_ID_PREFIX
 from tools.chaos.customers import Journal
 from tools.chaos.faults import Fault
 from tools.chaos.stack import ChaosStack

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from orders.booking import TERMINAL_STATES
+from orders.workflow_contract import TERMINAL_STATES
 from tools.chaos.stack import HOLD_SECONDS, PAYMENT_WINDOW_SECONDS, ChaosStack
 from tools.http_client import Session
 

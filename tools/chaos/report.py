@@ -11,7 +11,7 @@ import time
 from collections import Counter, defaultdict
 
 from devstack.supervisor import ROOT
-from orders.booking import workflow_id_for
+from orders.workflow_contract import workflow_id_for
 from tools.chaos.checks import Findings, Money
 from tools.chaos.customers import Journal
 from tools.chaos.faults import Fault

@@ -24,7 +24,7 @@ from devstack.postgres_server import start_postgres
 from devstack.redis_server import start_redis
 from devstack.supervisor import ROOT, Supervisor, log
 from devstack.temporal_server import start_temporal
-from orders.booking import PAYMENT_BACKOFF_CAP
+from orders.workflow_contract import PAYMENT_BACKOFF_CAP
 from temporal_worker.workflows import PAYMENT_RETRY
 from tools.http_client import Session
 
