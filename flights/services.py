@@ -179,6 +179,23 @@ def _rebuild(flight: Flight, plan: FlightPlan) -> None:
     _add_cabins(flight, plan)
 
 
+def _one_cabin(flight: Flight, plan: FlightPlan) -> None:
+    """A flight seeded before cabins, with orders: its seats stay as they are (bookings point at
+    them), in one economy cabin at the plan's economy price."""
+    economy = next(cabin for cabin in plan.cabins if cabin.cabin_class == CabinClass.ECONOMY)
+    Cabin.objects.create(
+        flight=flight,
+        cabin_class=CabinClass.ECONOMY,
+        first_row=1,
+        last_row=flight.rows,
+        layout=flight.cabin_layout,
+        price=economy.price,
+    )
+    flight.currency = plan.currency
+    flight.save(update_fields=["currency"])
+    flight.__dict__.pop("cabin_list", None)
+
+
 def _add_cabins(flight: Flight, plan: FlightPlan) -> None:
     Cabin.objects.bulk_create(
         [
@@ -203,7 +220,7 @@ def seed_demo_flights(*, today: datetime | None = None) -> tuple[int, int]:
     Idempotent: running it again moves past departures forward and adds no duplicate seat; the
     prices operators set (in the admin) stay. A flight whose cabins differ from the plan gets the
     plan's if nobody ever ordered on it, and otherwise keeps its seats (bookings may point at
-    them). Returns (flights created, seats created).
+    them), in one economy cabin if it had none. Returns (flights created, seats created).
     """
     base = (today or timezone.now()).astimezone(timezone.get_current_timezone())
     flights_created = seats_created = 0
@@ -229,8 +246,11 @@ def seed_demo_flights(*, today: datetime | None = None) -> tuple[int, int]:
         flights_created += created
         if created:
             _add_cabins(flight, plan)
-        elif _shape(list(flight.cabins.all())) != _shape(plan.cabins) and not flight.orders.exists():
-            _rebuild(flight, plan)
+        elif _shape(cabins := list(flight.cabins.all())) != _shape(plan.cabins):
+            if not flight.orders.exists():
+                _rebuild(flight, plan)
+            elif not cabins:
+                _one_cabin(flight, plan)
         if not created and flight.departure_time <= base:
             flight.departure_time = departure
             flight.save(update_fields=["departure_time"])

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0008_order_currency_order_seat_prices_order_total_amount"),
+        ("orders", "0008_order_prices"),
         ("payments", "0002_gateway_ledger"),
     ]
 
