@@ -148,5 +148,5 @@ def test_flights_show_booked_held_and_available_and_a_seat_map(operator, stack):
         assert count in row
     assert "120 seats: 1 booked, 2 held, 117 available" in detail
     assert "Seat map (read-only)" in detail
-    assert 'title="Seat 1A, booked"' in detail
-    assert 'title="Seat 2A, held by another customer"' in detail
+    assert 'title="Seat 1A, booked, ' in detail
+    assert 'title="Seat 2A, held by another customer, ' in detail
