@@ -62,6 +62,7 @@ import psutil
 import psycopg
 import redis
 
+from common.money import Money as MoneyAmount
 from common.payload_codec import new_key_entry
 from devstack.bench import percentile
 from devstack.ports import free_port
@@ -549,9 +550,12 @@ class Money:
         def verdict(found: list[str]) -> str:
             return "ok" if not found else f"VIOLATED by {len(found)}: {', '.join(found[:5])}"
 
+        def shown(amount: int, currency: str) -> str:
+            return MoneyAmount(amount, currency).format() if currency else f"{amount} (no currency)"
+
         sums = "; ".join(
-            f"{currency}: charged {charged / 100:.2f}, refunded {refunded / 100:.2f}, "
-            f"CONFIRMED orders' totals {sold / 100:.2f}"
+            f"charged {shown(charged, currency)}, refunded {shown(refunded, currency)}, "
+            f"CONFIRMED orders' totals {shown(sold, currency)}"
             for currency, charged, refunded, sold in self.amounts
         )
         return [
