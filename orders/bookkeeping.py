@@ -54,9 +54,7 @@ def record_order(*, record: OrderRecord) -> bool:
 def _record(record: OrderRecord) -> State | None:
     """``record_order``; returns the state the row had before, or None when nothing changed."""
     with transaction.atomic():
-        # With its flight (unlocked), whose prices a hold fixes on the order.
-        locked = Order.objects.select_for_update(of=("self",)).select_related("flight")
-        order = locked.filter(id=record.order_id).first()
+        order = Order.objects.select_for_update().filter(id=record.order_id).first()
         if order is None:
             return None
         history = _history(order, record)
