@@ -10,7 +10,34 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
 from flights import inventory
-from flights.models import Flight
+from flights.models import Cabin, Flight
+
+
+class CabinInline(admin.TabularInline):
+    """A flight's cabins. Their prices are the operators' to set (whole minor units: 19900 is
+    $199.00); their rows and seats are fixed once the seats exist, since bookings point at them.
+    A new price applies to seats held from then on: an order keeps the prices its seats were
+    held at."""
+
+    model = Cabin
+    extra = 0
+    fields = ("cabin_class", "first_row", "last_row", "layout", "price", "price_shown")
+    readonly_fields = ("price_shown",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Flight | None = None):  # type: ignore[no-untyped-def]
+        if obj is not None and obj.seats.exists():
+            return ("cabin_class", "first_row", "last_row", "layout", "price_shown")
+        return ("price_shown",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Flight | None = None) -> bool:  # type: ignore[override]
+        return obj is None or not obj.seats.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Flight | None = None) -> bool:  # type: ignore[override]
+        return obj is None or not obj.seats.exists()
+
+    @admin.display(description="Price")
+    def price_shown(self, cabin: Cabin) -> str:
+        return cabin.money.format() if cabin.pk else "-"
 
 
 class FlightChangeList(ChangeList):
@@ -24,7 +51,18 @@ class FlightChangeList(ChangeList):
 
 @admin.register(Flight)
 class FlightAdmin(admin.ModelAdmin):
-    list_display = ("number", "route", "departure_time", "aircraft", "total", "booked", "held", "available")
+    list_display = (
+        "number",
+        "route",
+        "departure_time",
+        "aircraft",
+        "total",
+        "booked",
+        "held",
+        "available",
+        "from_price",
+    )
+    inlines = [CabinInline]
     list_filter = ("origin", "destination", "aircraft")
     search_fields = ("id", "number", "origin", "destination")
     date_hierarchy = "departure_time"
@@ -36,7 +74,13 @@ class FlightAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Flight | None = None):  # type: ignore[no-untyped-def]
         # A flight's cabin cannot change once its seats exist: bookings point at them.
-        return ("id", "rows", "cabin_layout", "seats_now", "cabin") if obj else ("cabin",)
+        # Nor its currency: the orders on it hold prices in it.
+        if obj:
+            return ("id", "rows", "cabin_layout", "currency", "exit_rows", "seats_now", "cabin")
+        return ("cabin",)
+
+    def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        return super().get_queryset(request).prefetch_related("cabins")
 
     @staticmethod
     def _counts(flight: Flight) -> inventory.FlightAvailability:
@@ -69,6 +113,10 @@ class FlightAdmin(admin.ModelAdmin):
     @admin.display(description="Available")
     def available(self, flight: Flight) -> int:
         return self._counts(flight).available
+
+    @admin.display(description="From")
+    def from_price(self, flight: Flight) -> str:
+        return flight.lowest_price.format()
 
     @admin.display(description="Seat map (read-only)")
     def cabin(self, flight: Flight) -> SafeString:

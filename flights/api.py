@@ -8,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 
 from common.api import api_view, error, iso
 from common.errors import ErrorCode
+from common.money import Money
 from flights.inventory import availability, seat_map
 from flights.models import Flight
 
@@ -24,11 +25,17 @@ def flight_json(flight: Flight) -> dict[str, Any]:
 
 @api_view("GET")
 def flight_list(request: HttpRequest) -> JsonResponse:
-    rows = availability(list(Flight.objects.upcoming()))
+    rows = availability(list(Flight.objects.upcoming().prefetch_related("cabins")))
     return JsonResponse(
         {
             "flights": [
-                {**flight_json(a.flight), "totalSeats": a.total, "availableSeats": a.available} for a in rows
+                {
+                    **flight_json(a.flight),
+                    "totalSeats": a.total,
+                    "availableSeats": a.available,
+                    "fromPrice": a.lowest_price.as_json(),
+                }
+                for a in rows
             ]
         }
     )
@@ -36,7 +43,7 @@ def flight_list(request: HttpRequest) -> JsonResponse:
 
 @api_view("GET")
 def flight_detail(request: HttpRequest, flight_id: str) -> JsonResponse:
-    flight = Flight.objects.filter(id=flight_id).first()
+    flight = Flight.objects.filter(id=flight_id).prefetch_related("cabins").first()
     if flight is None:
         return error(ErrorCode.FLIGHT_NOT_FOUND, f"Flight {flight_id} not found", status=404)
     plan = seat_map(flight=flight)
@@ -49,8 +56,30 @@ def flight_detail(request: HttpRequest, flight_id: str) -> JsonResponse:
                 "rows": flight.rows,
                 "seatsPerRow": flight.seats_per_row,
                 "layout": flight.cabin_layout,
+                "cabins": [
+                    {
+                        "cabin": section.cabin.cabin_class,
+                        "name": section.name,
+                        "firstRow": section.cabin.first_row,
+                        "lastRow": section.cabin.last_row,
+                        "layout": section.cabin.layout,
+                        "seatsPerRow": section.cabin.seats_across,
+                        "price": section.price.as_json(),
+                    }
+                    for section in plan.cabins
+                ],
+                "exitRows": sorted(flight.exit_rows),
+                "exitRowExtra": Money(flight.exit_row_extra, flight.currency).as_json(),
                 "seats": [
-                    {"id": s.code, "row": s.row, "column": s.column, "status": s.status.value}
+                    {
+                        "id": s.code,
+                        "row": s.row,
+                        "column": s.column,
+                        "status": s.status.value,
+                        "cabin": s.cabin,
+                        "exitRow": s.exit_row,
+                        "price": s.price.as_json() if s.price else None,
+                    }
                     for s in plan.seats
                 ],
             },

@@ -11,6 +11,7 @@ Every write is idempotent: the activities that call them run at least once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -21,8 +22,9 @@ import redis
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
+from common.money import Money
 from flights import holds
-from flights.models import BookedSeat, Flight, Seat
+from flights.models import BookedSeat, Cabin, CabinClass, Flight, Seat
 
 
 class SeatStatus(StrEnum):
@@ -40,6 +42,9 @@ class SeatView:
     column: str
     position: int
     status: SeatStatus
+    cabin: str = CabinClass.ECONOMY.value  # its CabinClass
+    price: Money | None = None  # what it costs now (or what the viewed order holds it at)
+    exit_row: bool = False
 
     @property
     def taken(self) -> bool:
@@ -54,7 +59,55 @@ class SeatView:
             SeatStatus.BOOKED: "booked",
             SeatStatus.MINE: "booked for you",
         }
-        return f"Seat {self.code}, {words[self.status]}"
+        # The status first, as before cabins and prices: what a seat is now matters most.
+        parts = [f"Seat {self.code}", words[self.status], CabinClass(self.cabin).label]
+        if self.exit_row:
+            parts.append("exit row")
+        if self.price is not None:
+            parts.append(self.price.format())
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One place across a cabin's row: a seat, an aisle, or a place with no seat in this cabin."""
+
+    kind: str  # seat | aisle | gap
+    seat: SeatView | None = None
+    letter: str = ""  # over a seat's column, in a cabin's header
+
+
+@dataclass(frozen=True)
+class CabinRow:
+    number: int
+    cells: list[Cell]
+    exit_row: bool
+
+
+@dataclass(frozen=True)
+class CabinSection:
+    """One cabin as the map draws it: its name, its price from, its letters and its rows."""
+
+    cabin: Cabin
+    price: Money  # its seats' price outside the exit rows
+    headers: list[Cell]  # the column letters over its seats
+    letters: list[str]
+    rows: list[CabinRow]
+
+    @property
+    def name(self) -> str:
+        return self.cabin.name
+
+    @property
+    def css(self) -> str:
+        return self.cabin.cabin_class.replace("_", "-")
+
+    @property
+    def title(self) -> str:
+        """For example "Business · rows 3 to 9 · 2-2-2 · $3,200.00"."""
+        rows = self.cabin.first_row, self.cabin.last_row
+        span = f"row {rows[0]}" if rows[0] == rows[1] else f"rows {rows[0]}\N{EN DASH}{rows[1]}"
+        return f"{self.name} · {span} · {self.cabin.arrangement} · {self.price.format()}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +116,13 @@ class SeatMap:
     rows: list[list[SeatView | None]]  # each row left to right, None where an aisle runs
     seats: list[SeatView]
     holds_known: bool  # False while Redis cannot be read: held seats may show as available
+    cabins: list[CabinSection] = dataclasses.field(default_factory=list)
+
+    @property
+    def exit_row_extra(self) -> Money | None:
+        if not self.flight.exit_rows or not self.flight.exit_row_extra:
+            return None
+        return Money(self.flight.exit_row_extra, self.flight.currency)
 
     @property
     def bookable(self) -> bool:
@@ -76,7 +136,11 @@ class SeatMap:
     def fingerprint(self) -> str:
         """Changes whenever any seat's status does: a poll that sends it back unchanged gets 204."""
         statuses = "".join(seat.status.value[0] for seat in self.seats)
-        return hashlib.blake2s(f"{statuses}{self.holds_known}".encode(), digest_size=8).hexdigest()
+        # An operator's new price shows at the next poll.
+        prices = ",".join(str(section.price.amount) for section in self.cabins)
+        extra = self.exit_row_extra
+        key = f"{statuses}{self.holds_known}{prices}{extra}"
+        return hashlib.blake2s(key.encode(), digest_size=8).hexdigest()
 
     @property
     def has_mine(self) -> bool:
@@ -107,7 +171,11 @@ def _holders(flight: Flight, codes: list[str]) -> tuple[dict[str, str], bool]:
         return {}, False
 
 
-def seat_map(*, flight: Flight, order_id: str | None = None) -> SeatMap:
+def seat_map(
+    *, flight: Flight, order_id: str | None = None, fixed: dict[str, Money] | None = None
+) -> SeatMap:
+    """Every seat of the flight with its status, cabin and price, by cabin. ``fixed``: the prices
+    the viewed order holds its seats at (fixed when they were held), shown on its own seats."""
     seats = list(
         Seat.objects.filter(flight=flight)
         .order_by("row", "position")
@@ -115,6 +183,7 @@ def seat_map(*, flight: Flight, order_id: str | None = None) -> SeatMap:
     )
     booked = dict(BookedSeat.objects.filter(flight=flight).values_list("seat__code", "order_id"))
     holders, holds_known = _holders(flight, [code for code, *_ in seats])
+    fixed = fixed or {}
     views = []
     for code, row, column, position in seats:
         if code in booked:
@@ -123,12 +192,43 @@ def seat_map(*, flight: Flight, order_id: str | None = None) -> SeatMap:
             status = SeatStatus.SELECTED if order_id and holders[code] == order_id else SeatStatus.RESERVED
         else:
             status = SeatStatus.AVAILABLE
-        views.append(SeatView(code, row, column, position, status))
+        cabin = flight.cabin_of_row(row)
+        price = flight.seat_price(cabin=cabin, row=row) if cabin else None
+        if status in (SeatStatus.SELECTED, SeatStatus.MINE) and code in fixed:
+            price = fixed[code]
+        cabin_class = cabin.cabin_class if cabin else CabinClass.ECONOMY.value
+        views.append(
+            SeatView(code, row, column, position, status, cabin_class, price, row in flight.exit_rows)
+        )
     width = len(flight.cabin_layout)
     grid: list[list[SeatView | None]] = [[None] * width for _ in range(flight.rows)]
     for view in views:
         grid[view.row - 1][view.position] = view
-    return SeatMap(flight=flight, rows=grid, seats=views, holds_known=holds_known)
+    sections = [_section(flight, cabin, grid) for cabin in flight.cabin_list]
+    return SeatMap(flight=flight, rows=grid, seats=views, holds_known=holds_known, cabins=sections)
+
+
+def _section(flight: Flight, cabin: Cabin, grid: list[list[SeatView | None]]) -> CabinSection:
+    def place(letter: str) -> str:
+        if letter == "-":
+            return "aisle"
+        return "seat" if letter in cabin.columns else "gap"
+
+    kinds = [place(letter) for letter in flight.cabin_layout]
+    rows = []
+    for number in range(cabin.first_row, min(cabin.last_row, flight.rows) + 1):
+        cells = [
+            Cell("seat", seat)
+            if kind == "seat" and (seat := grid[number - 1][index])
+            else Cell("aisle" if kind == "aisle" else "gap")
+            for index, kind in enumerate(kinds)
+        ]
+        rows.append(CabinRow(number, cells, number in flight.exit_rows))
+    headers = [
+        Cell(kind, letter=letter if kind == "seat" else "")
+        for kind, letter in zip(kinds, flight.cabin_layout, strict=True)
+    ]
+    return CabinSection(cabin, Money(cabin.price, flight.currency), headers, cabin.columns, rows)
 
 
 @dataclass(frozen=True)
@@ -137,6 +237,11 @@ class FlightAvailability:
     total: int
     booked: int
     held: int  # by an order, and not booked
+
+    @property
+    def lowest_price(self) -> Money:
+        """What its cheapest seat costs ("from $199.00")."""
+        return self.flight.lowest_price
 
     @property
     def available(self) -> int:
@@ -152,11 +257,28 @@ def availability(flight_list: list[Flight]) -> list[FlightAvailability]:
         booked[flight_id].add(code)
     result = []
     for flight in flight_list:
-        codes = [f"{row}{column}" for row in range(1, flight.rows + 1) for column in flight.columns]
+        codes = [
+            f"{row}{column}"
+            for cabin in flight.cabin_list
+            for row in range(cabin.first_row, cabin.last_row + 1)
+            for column in cabin.columns
+        ]
         held, _ = _holders(flight, codes)
         held_only = set(held) - booked[flight.id]
         result.append(FlightAvailability(flight, flight.total_seats, len(booked[flight.id]), len(held_only)))
     return result
+
+
+def prices_now(*, flight: Flight, seats: list[str]) -> dict[str, Money]:
+    """What each of ``seats`` costs now (its cabin's price, plus the exit-row extra); seats that are
+    not on the flight are left out. One query."""
+    rows = dict(Seat.objects.filter(flight=flight, code__in=seats).values_list("code", "row"))
+    prices = {}
+    for code, row in rows.items():
+        cabin = flight.cabin_of_row(row)
+        if cabin is not None:
+            prices[code] = flight.seat_price(cabin=cabin, row=row)
+    return prices
 
 
 def not_on_flight(*, flight: Flight, seats: list[str]) -> list[str]:

@@ -12,6 +12,6 @@ from flights.models import Flight
 
 
 def flight_list(request: HtmxHttpRequest) -> HttpResponse:
-    rows = availability(list(Flight.objects.upcoming()))
+    rows = availability(list(Flight.objects.upcoming().prefetch_related("cabins")))
     template = "flights/flight_list.html#flight-rows" if request.htmx else "flights/flight_list.html"
     return render(request, template, {"rows": rows})

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Min, Q
 
 from common import failpoints, metrics
+from common.money import Money
 from flights import inventory
 from orders.models import Order, OrderEvent
 from orders.workflow_contract import TERMINAL_STATES, Messages, OrderRecord, State
@@ -66,7 +67,8 @@ def _record(record: OrderRecord) -> State | None:
         order.payment_attempts = max(order.payment_attempts, record.payment_attempts)
         order.last_error = record.last_error
         order.version = record.version
-        order.save(update_fields=[*RECORDED_FIELDS, "updated_at"])
+        priced = record.state == State.SEATS_RESERVED and _price_seats(order, list(record.seats))
+        order.save(update_fields=[*RECORDED_FIELDS, *(PRICE_FIELDS if priced else []), "updated_at"])
         if history["lost_rows"]:  # rows from this version on can only be a lost task's
             OrderEvent.objects.filter(order=order, version__gte=record.version).delete()
         OrderEvent.objects.create(
@@ -84,6 +86,33 @@ def _record(record: OrderRecord) -> State | None:
         stray = sorted(set(shown_seats) | set(record.seats))
         inventory.release(flight_id=record.flight_id, order_id=record.order_id, seats=stray)
     return before
+
+
+PRICE_FIELDS = ["seat_prices", "total_amount", "currency"]
+
+
+def _price_seats(order: Order, seats: list[str]) -> bool:
+    """Fix the prices of a hold on the order: a seat it held already keeps the price it was held
+    at; a seat new to it costs what it costs now. The total is their sum: what the payment will
+    charge, whatever an operator does to the prices meanwhile. Returns whether anything changed."""
+    flight = order.flight
+    kept = order.seat_prices if order.currency == flight.currency else {}
+    new = [seat for seat in seats if seat not in kept]
+    now = {code: price.amount for code, price in inventory.prices_now(flight=flight, seats=new).items()}
+    prices = {
+        seat: kept[seat] if seat in kept else now[seat] for seat in seats if seat in kept or seat in now
+    }
+    total = sum(prices.values())
+    if (prices, total, flight.currency) == (order.seat_prices, order.total_amount, order.currency):
+        return False
+    order.seat_prices, order.total_amount, order.currency = prices, total, flight.currency
+    return True
+
+
+def order_total(*, order_id: str) -> Money | None:
+    """What the order's seats cost, as fixed when they were held: the amount its payment charges."""
+    order = Order.objects.filter(id=order_id).only("total_amount", "currency").first()
+    return order.total if order is not None else None
 
 
 class History(TypedDict):

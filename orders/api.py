@@ -208,11 +208,14 @@ def order_json(order: Order, waiting: idempotency.OrderRequest | None) -> dict[s
         "lastError": order.last_error or None,
         "pendingRequest": {"kind": waiting.kind, "since": iso(waiting.created_at)} if waiting else None,
         "serverTime": iso(timezone.now()),
+        "total": order.total.as_json() if order.total else None,
         "charges": [
             {
                 "chargeId": charge.id,
                 "attempt": charge.attempt,
                 "status": charge.status,
+                "amount": charge.money.as_json() if charge.money else None,
+                "refunded": charge.refunded_money.as_json() if charge.refunded_money else None,
                 "chargedAt": iso(charge.charged_at),
                 "refundedAt": iso(charge.refunded_at),
             }

@@ -10,6 +10,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from common.formats import ORDER_ID
+from common.money import Money
 from flights.models import Flight
 from orders.workflow_contract import (
     ACTIVE_STATES,
@@ -118,6 +119,12 @@ class Order(models.Model):
     hold_life_ends_at = models.DateTimeField(null=True, blank=True)
     # What the customer quotes to find the booking again (new_order draws again on a clash).
     reference = models.CharField(max_length=6, unique=True, editable=False, default=new_reference)
+    # What each held seat costs, fixed when it was first held ({"12A": 45000}, minor units of
+    # ``currency``), and their sum: what the payment charges, whatever the prices become later
+    # (orders.activity_writes prices the seats as it records a hold). Null for orders from before.
+    seat_prices = models.JSONField(default=dict, blank=True)
+    total_amount = models.PositiveIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
 
     objects = OrderQuerySet.as_manager()
     open_request_id: int | None  # not a column: read by OrderQuerySet.with_open_request()
@@ -149,6 +156,17 @@ class Order(models.Model):
     @property
     def workflow_id(self) -> str:
         return workflow_id_for(self.id)
+
+    @property
+    def total(self) -> Money | None:
+        """What the seats cost, as fixed when they were held (None before they were priced)."""
+        if self.total_amount is None or not self.currency:
+            return None
+        return Money(self.total_amount, self.currency)
+
+    def price_of(self, seat: str) -> Money | None:
+        amount = self.seat_prices.get(seat)
+        return Money(amount, self.currency) if amount is not None and self.currency else None
 
     @property
     def is_terminal(self) -> bool:

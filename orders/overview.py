@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.db.models import Count, F, Func, Sum
+from django.db.models import Count, F, Func, QuerySet, Sum
 from django.utils import timezone
 
+from common.money import Money
 from flights import inventory
 from orders.models import Order, ReconcileRun, charged_unconfirmed, holding_seats, on_hold, overdue
 from orders.workflow_contract import State, reconcile_schedule_id
@@ -40,6 +41,8 @@ class Overview:
     payment_failures: int  # of those, declined or timed out
     charged_last_hour: int  # charges the gateway made (its ledger)
     refunded_last_hour: int  # and refunds
+    taken_today: list[Money]  # what the gateway charged since midnight (UTC), per currency
+    refunded_today: list[Money]  # and what it refunded since midnight, per currency
     charged_unconfirmed: int  # orders holding money without a confirmed booking: 0 when healthy
     oldest_charged_unconfirmed: Order | None
     last_reconciliation: ReconcileRun | None
@@ -56,6 +59,7 @@ class Overview:
 def overview(*, now: datetime | None = None) -> Overview:
     now = now or timezone.now()
     since = now - RECENT
+    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     all_time = dict(Order.objects.values_list("state").annotate(n=Count("id")))
     recent = dict(Order.objects.filter(created_at__gte=since).values_list("state").annotate(n=Count("id")))
     live = Order.objects.filter(on_hold(now=now))
@@ -77,6 +81,10 @@ def overview(*, now: datetime | None = None) -> Overview:
         refunded_last_hour=Charge.objects.filter(
             status=ChargeStatus.REFUNDED, refunded_at__gte=since
         ).count(),
+        taken_today=_amounts(Charge.objects.filter(charged_at__gte=midnight), "amount"),
+        refunded_today=_amounts(
+            Charge.objects.filter(status=ChargeStatus.REFUNDED, refunded_at__gte=midnight), "refunded_amount"
+        ),
         charged_unconfirmed=unconfirmed.count(),
         oldest_charged_unconfirmed=unconfirmed.order_by("created_at").select_related("flight").first(),
         last_reconciliation=ReconcileRun.objects.first(),
@@ -85,6 +93,15 @@ def overview(*, now: datetime | None = None) -> Overview:
         grafana=settings.GRAFANA_URL,
         traces=settings.TRACES_URL,
     )
+
+
+def _amounts(charges: QuerySet[Charge], field: str) -> list[Money]:
+    """The sum of ``field`` over ``charges``, one per currency (charges from before amounts, which
+    have no currency, are left out). One query."""
+    sums = (
+        charges.exclude(currency="").values_list("currency").annotate(total=Sum(field)).order_by("currency")
+    )
+    return [Money(total, currency) for currency, total in sums]
 
 
 def _held_seats() -> int | None:

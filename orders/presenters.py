@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from django.utils import timezone
 
+from common.money import Money
 from flights.inventory import SeatMap, seat_map
 from orders import idempotency
 from orders.models import Order, OrderRequest, RequestKind, RequestState
@@ -66,11 +67,30 @@ def charge_lines(charges: list[Charge]) -> tuple[ChargeLine, ...]:
 
     lines = []
     for charge in charges:
-        text = f"Charged at {at(charge.charged_at)} (payment attempt {charge.attempt})"
+        what = f"{charge.money.format()} charged" if charge.money else "Charged"
+        text = f"{what} at {at(charge.charged_at)} (payment attempt {charge.attempt})"
         if charge.refunded_at is not None:
-            text += f", refunded at {at(charge.refunded_at)}"
+            refunded = f"{charge.refunded_money.format()} refunded" if charge.refunded_money else "refunded"
+            text += f", {refunded} at {at(charge.refunded_at)}"
         lines.append(ChargeLine(status=charge.status, text=text))
     return tuple(lines)
+
+
+@dataclass(frozen=True)
+class SeatLine:
+    """One seat of the order with its cabin and the price it was held at."""
+
+    code: str
+    cabin: str
+    price: Money | None
+
+
+def seat_lines(order: Order, plan: SeatMap) -> tuple[SeatLine, ...]:
+    cabins = {seat.code: seat.cabin for seat in plan.seats}
+    names = {section.cabin.cabin_class: section.name for section in plan.cabins}
+    return tuple(
+        SeatLine(code, names.get(cabins.get(code, ""), ""), order.price_of(code)) for code in order.seats
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,12 @@ class OrderPage:
     charges: tuple[ChargeLine, ...] = ()  # what the gateway charged, and refunded
     hold_limit_at: datetime | None = None  # the latest the hold can last (SEAT_HOLD_MAX_LIFE)
     booking_token: str | None = None  # once booked: the private link's token (booking_token)
+    seat_lines: tuple[SeatLine, ...] = ()  # each seat, its cabin and the price it was held at
+
+    @property
+    def total(self) -> Money | None:
+        """What the seats cost as they were held: what the payment charges."""
+        return self.order.total
 
     @property
     def money_fingerprint(self) -> str:
@@ -125,6 +151,7 @@ class OrderPage:
             self.waiting_for or "-",
             self.banner.text if self.banner else "-",
             self.money_fingerprint,
+            self.order.total_amount,
         )
         return ".".join(map(str, parts))
 
@@ -215,9 +242,13 @@ def order_page(*, order: Order) -> OrderPage:
     panel, note = payment_panel_for(order, live=live, waiting=waiting)
     ended_unsold = order.is_terminal and order.state != State.CONFIRMED
     booked = order.state == State.CONFIRMED
+    fixed = {seat: price for seat in order.seats if (price := order.price_of(seat)) is not None}
+    plan = seat_map(
+        flight=order.flight, order_id=order.id if order.is_active or booked else None, fixed=fixed
+    )
     return OrderPage(
         order=order,
-        seat_map=seat_map(flight=order.flight, order_id=order.id if order.is_active or booked else None),
+        seat_map=plan,
         banner=banner_for(order, waiting, last),
         countdown=countdown_for(order, live=live),
         can_change_seats=live,
@@ -233,6 +264,7 @@ def order_page(*, order: Order) -> OrderPage:
         charges=charge_lines(charges_of(order)),
         hold_limit_at=order.hold_life_ends_at,
         booking_token=booking_token(order) if booked else None,
+        seat_lines=seat_lines(order, plan),
     )
 
 

@@ -20,8 +20,17 @@ class ChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The simulated gateway's ledger, read-only: what was charged and refunded, one row per
     idempotency key (a voided key moved no money)."""
 
-    list_display = ("id", "order", "attempt", "status", "charged_at", "refunded_at")
-    list_filter = ("status",)
+    list_display = ("id", "order", "attempt", "status", "charged", "refunded", "charged_at", "refunded_at")
+    list_filter = ("status", "currency")
     search_fields = ("id", "order__id", "idempotency_key")
     date_hierarchy = "charged_at"
     list_select_related = ("order",)
+
+    @admin.display(description="Amount charged", ordering="amount")
+    def charged(self, charge: Charge) -> str:
+        return charge.money.format() if charge.money else "-"
+
+    @admin.display(description="Refunded", ordering="refunded_amount")
+    def refunded(self, charge: Charge) -> str:
+        money = charge.refunded_money
+        return money.format() if money and charge.status == "REFUNDED" else "-"

@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common import metrics
+from common.money import Money
 from payments.gateway import Gateway
 from payments.models import Charge, ChargeStatus
 
@@ -60,10 +61,19 @@ class Answer:
 
 
 def request_charge(
-    *, key: str, order_id: str, attempt: int, code: str, gateway: Gateway, wait: Callable[[float], bool]
+    *,
+    key: str,
+    order_id: str,
+    attempt: int,
+    code: str,
+    gateway: Gateway,
+    wait: Callable[[float], bool],
+    amount: Money | None = None,
 ) -> Answer:
-    """One charge request to the simulated gateway. ``wait(seconds)`` sleeps for the gateway's
-    latency and returns True if the request was cut off meanwhile (the attempt timed out).
+    """One charge request to the simulated gateway for ``amount`` (the order's total; None for an
+    order from before prices, charged nothing). ``wait(seconds)`` sleeps for the gateway's
+    latency and returns True if the request was cut off meanwhile (the attempt timed out). A
+    replayed key answers with its first charge, and the amount it charged then.
 
     A key charged (or voided) before is answered at once with that answer. Otherwise the code
     decides (``Gateway.verdict``) after the latency, and an approval is stored under the key."""
@@ -83,13 +93,21 @@ def request_charge(
                 attempt=attempt,
                 status=ChargeStatus.CHARGED,
                 charged_at=timezone.now(),
+                amount=amount.amount if amount else 0,
+                currency=amount.currency if amount else "",
             )
     except IntegrityError:
         # Another request with this key got there first (its insert held the key's index entry
         # until it committed): its answer is the answer.
         return _first_answer(Charge.objects.get(idempotency_key=key))
     transaction.on_commit(lambda: metrics.GATEWAY_CHARGES.labels(event="charged").inc())
-    logger.info("charged %s (attempt %d)", charge.id, attempt, extra={"order_id": order_id})
+    logger.info(
+        "charged %s (attempt %d): %s",
+        charge.id,
+        attempt,
+        charge.money or "no amount",
+        extra={"order_id": order_id},
+    )
     return Answer(Outcome.APPROVED, charge)
 
 
@@ -106,9 +124,9 @@ def locked(*, key: str) -> Charge | None:
 
 
 def refund(*, key: str, order_id: str) -> tuple[Charge, bool]:
-    """Refund what ``key`` charged, or void the key if nothing was charged under it yet, so that
-    nothing ever is. Idempotent: a refunded or voided key is left as it is. Returns its row, and
-    whether this call refunded money.
+    """Refund what ``key`` charged (all of it: ``refunded_amount`` is the charge's amount), or void
+    the key if nothing was charged under it yet, so that nothing ever is. Idempotent: a refunded
+    or voided key is left as it is. Returns its row, and whether this call refunded money.
 
     Runs in the caller's transaction when there is one (``orders.activity_writes.refund_payment``
     checks, with the row locked, that the order is not confirmed)."""
@@ -127,10 +145,12 @@ def refund(*, key: str, order_id: str) -> tuple[Charge, bool]:
                 return charge, False
         if charge.status != ChargeStatus.CHARGED:
             return charge, False
-        charge.status, charge.refunded_at = ChargeStatus.REFUNDED, now
-        charge.save(update_fields=["status", "refunded_at"])
+        charge.status, charge.refunded_at, charge.refunded_amount = ChargeStatus.REFUNDED, now, charge.amount
+        charge.save(update_fields=["status", "refunded_at", "refunded_amount"])
         transaction.on_commit(lambda: metrics.GATEWAY_CHARGES.labels(event="refunded").inc())
-        logger.info("refunded %s", charge.id, extra={"order_id": order_id})
+        logger.info(
+            "refunded %s: %s", charge.id, charge.refunded_money or "no amount", extra={"order_id": order_id}
+        )
     return charge, True
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from common.money import Money
+
 
 class PaymentOutcome(models.TextChoices):
     PENDING = "PENDING", "Validating"
@@ -67,6 +69,11 @@ class Charge(models.Model):
     status = models.CharField(max_length=8, choices=ChargeStatus.choices)
     charged_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)  # or voided
+    # The order's total when it was charged (minor units of ``currency``), and what was refunded:
+    # all of it, or nothing. 0 and "" for a voided key, and for charges from before amounts.
+    amount = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    refunded_amount = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["order", "charged_at"]
@@ -84,7 +91,22 @@ class Charge(models.Model):
                 ),
                 name="charge_times_match_status",
             ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status=ChargeStatus.REFUNDED, refunded_amount=models.F("amount"))
+                    | (~models.Q(status=ChargeStatus.REFUNDED) & models.Q(refunded_amount=0))
+                ),
+                name="charge_refund_is_what_was_charged",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.get_status_display()}) for {self.order_id}"
+
+    @property
+    def money(self) -> Money | None:
+        return Money(self.amount, self.currency) if self.currency else None
+
+    @property
+    def refunded_money(self) -> Money | None:
+        return Money(self.refunded_amount, self.currency) if self.currency else None

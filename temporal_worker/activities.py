@@ -135,7 +135,8 @@ def validate_payment(request: PaymentInput) -> PaymentResult:
     after an approval whose answer was lost (the worker killed, PostgreSQL stalled past the
     timeout) gets that approval back from the gateway's ledger and charges nothing more
     (``payments.ledger``). The attempt is recorded as it starts and as it ends, so the customer
-    sees every retry. A decline raises a retryable error; a timeout is Temporal's to enforce:
+    sees every retry. The charge is for the order's total, as fixed when its seats were held. A
+    decline raises a retryable error; a timeout is Temporal's to enforce:
     while waiting for the gateway this heartbeats, and stops as soon as the attempt is cancelled.
     """
     order_id, attempt = request.order_id, activity.info().attempt
@@ -152,6 +153,8 @@ def validate_payment(request: PaymentInput) -> PaymentResult:
             code=request.payment_code,
             gateway=gateway.from_settings(),
             wait=_wait_for_gateway,
+            # The total fixed when the seats were held: the seats cannot change once paying.
+            amount=activity_writes.order_total(order_id=order_id),
         )
     if answer.outcome is ledger.Outcome.APPROVED:
         failpoints.hit("payment.after_charge")

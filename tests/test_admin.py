@@ -167,5 +167,39 @@ def test_flights_show_booked_held_and_available_and_a_seat_map(operator, stack):
         assert count in row
     assert "120 seats: 1 booked, 2 held, 117 available" in detail
     assert "Seat map (read-only)" in detail
-    assert 'title="Seat 1A, booked"' in detail
-    assert 'title="Seat 2A, held by another customer"' in detail
+    assert 'title="Seat 1A, booked, ' in detail
+    assert 'title="Seat 2A, held by another customer, ' in detail
+
+
+def test_an_operator_sets_a_cabins_price_and_the_next_hold_pays_it(operator, stack):
+    from flights.models import Cabin, Flight
+
+    flight = Flight.objects.get(id="fl-101")
+    cabins = list(Cabin.objects.filter(flight=flight).order_by("first_row"))
+    form = {
+        "number": flight.number,
+        "origin": flight.origin,
+        "destination": flight.destination,
+        "departure_time_0": flight.departure_time.strftime("%Y-%m-%d"),
+        "departure_time_1": flight.departure_time.strftime("%H:%M:%S"),
+        "aircraft": flight.aircraft,
+        "exit_row_extra": "4000",
+        "cabins-TOTAL_FORMS": str(len(cabins)),
+        "cabins-INITIAL_FORMS": str(len(cabins)),
+        "cabins-MIN_NUM_FORMS": "0",
+        "cabins-MAX_NUM_FORMS": "1000",
+    }
+    for index, cabin in enumerate(cabins):
+        price = 24900 if cabin.cabin_class == "economy" else cabin.price
+        form |= {f"cabins-{index}-id": str(cabin.pk), f"cabins-{index}-flight": flight.id}
+        form[f"cabins-{index}-price"] = str(price)
+
+    saved = operator.post("/admin/flights/flight/fl-101/change/", form)
+
+    assert saved.status_code == 302, re.findall(r'class="errorlist[^>]*>(.*?)</ul>', saved.content.decode())
+    detail = operator.get("/admin/flights/flight/fl-101/change/").content.decode()
+    assert "$249.00" in detail, "the price shown formatted beside the figure"
+    assert 'name="cabins-0-layout"' not in detail, "a cabin's seats cannot change once they exist"
+    customer = stack.customer()
+    order_id = customer.create_order("fl-101", ["12A", "10A"]).json["orderId"]
+    assert customer.status(order_id)["total"] == {"amount": 24900 + 24900 + 4000, "currency": "USD"}

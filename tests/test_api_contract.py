@@ -135,6 +135,7 @@ FLIGHT = {
     "departureTime": "2030-01-01T10:00:00Z",
     "totalSeats": 120,
     "availableSeats": 120,
+    "fromPrice": {"amount": 19900, "currency": "USD"},
 }
 
 

@@ -33,3 +33,6 @@ def test_the_short_fault_run_finds_no_violation() -> None:
     assert (
         "has exactly one" in run.stdout and "an order that ended without its seats has none: ok" in run.stdout
     )
+    # In amounts: each charge its order's total, each refund its charge, and the books balance.
+    assert "every charge is its order's total, every refund its charge: ok" in run.stdout
+    assert "charged - refunded = the CONFIRMED orders' totals: ok" in run.stdout

@@ -277,7 +277,7 @@ def test_a_click_during_a_stall_shows_the_order_as_still_confirming(client, stac
         assert retried["Location"] == order_url
 
     wait_for(
-        lambda: 'aria-label="Seat 9D, selected"' in client.get(order_url).content.decode(),
+        lambda: 'aria-label="Seat 9D, selected, ' in client.get(order_url).content.decode(),
         timeout=40,
         what="the hold to show",
     )

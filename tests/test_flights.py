@@ -111,6 +111,7 @@ def test_flight_list_json_matches_the_prd(client, demo_flights, clean_redis):
         "departureTime": demo_flights["fl-101"].departure_time.isoformat().replace("+00:00", "Z"),
         "totalSeats": 120,
         "availableSeats": 117,
+        "fromPrice": {"amount": 19900, "currency": "USD"},
     }
 
 
@@ -125,8 +126,84 @@ def test_flight_detail_json_has_the_seat_map(client, demo_flights, clean_redis):
     assert body["seatMap"]["seatsPerRow"] == 6
     seats = body["seatMap"]["seats"]
     assert len(seats) == 120
-    assert seats[0] == {"id": "1A", "row": 1, "column": "A", "status": "available"}
+    assert seats[0] == {
+        "id": "1A",
+        "row": 1,
+        "column": "A",
+        "status": "available",
+        "cabin": "premium_economy",
+        "exitRow": False,
+        "price": {"amount": 32900, "currency": "USD"},
+    }
     assert next(s for s in seats if s["id"] == "12A")["status"] == "reserved"
+    exit_seat = next(s for s in seats if s["id"] == "10C")
+    assert (exit_seat["cabin"], exit_seat["exitRow"], exit_seat["price"]["amount"]) == (
+        "economy",
+        True,
+        23400,
+    )
+    assert [(c["cabin"], c["firstRow"], c["lastRow"]) for c in body["seatMap"]["cabins"]] == [
+        ("premium_economy", 1, 5),
+        ("economy", 6, 20),
+    ]
+
+
+def test_a_wide_body_has_cabins_of_their_own_widths_and_prices(client, demo_flights, clean_redis):
+    body = client.get("/api/flights/fl-505").json()
+
+    cabins = {c["cabin"]: c for c in body["seatMap"]["cabins"]}
+    assert list(cabins) == ["first", "business", "premium_economy", "economy"]
+    assert [cabins[c]["seatsPerRow"] for c in cabins] == [4, 6, 8, 10]
+    seats = {s["id"]: s for s in body["seatMap"]["seats"]}
+    assert "1B" not in seats and "1E" in seats, "first class is 1-2-1: no seat where economy has B"
+    assert seats["3A"]["cabin"] == "business"
+    assert seats["3A"]["price"] == {"amount": 320000, "currency": "USD"}
+    assert seats["20B"]["price"] == {"amount": 69900, "currency": "USD"}
+    assert body["totalSeats"] == len(seats) == 352
+    # Every seat stands in its column: a cabin's letters sit where the economy row has them.
+    positions = dict(Seat.objects.filter(flight_id="fl-505", row=20).values_list("column", "position"))
+    assert set(Seat.objects.filter(flight_id="fl-505", column="K").values_list("position", flat=True)) == {
+        positions["K"]
+    }
+
+
+def test_a_seat_elsewhere_in_another_currency_is_priced_in_it(client, demo_flights):
+    flights = {f["id"]: f for f in client.get("/api/flights").json()["flights"]}
+
+    assert flights["fl-606"]["fromPrice"] == {"amount": 54900, "currency": "EUR"}
+
+
+def test_the_seat_map_page_draws_each_cabin_apart_with_its_name_and_price(client, demo_flights, clean_redis):
+    page = client.get("/flights/fl-505/").content.decode()
+
+    for title in (
+        "First · rows 1\N{EN DASH}2 · 1-2-1 · $6,500.00",
+        "Business · rows 3\N{EN DASH}9 · 2-2-2 · $3,200.00",
+    ):
+        assert title in page
+    assert "Premium economy · rows 10\N{EN DASH}13 · 2-4-2 · $1,400.00" in page
+    assert "Exit row, more legroom: +$90.00" in page
+    assert 'aria-label="Seat 3A, available, Business, $3,200.00"' in page
+    assert 'aria-label="Seat 14A, available, Economy, exit row, $789.00"' in page
+
+
+def test_seeding_gives_a_flight_seeded_before_cabins_its_cabins_unless_it_has_orders(demo_flights):
+    from flights.models import Cabin
+    from flights.services import seed_demo_flights
+
+    Cabin.objects.filter(flight_id__in=["fl-505", "fl-606"]).delete()
+    Seat.objects.filter(flight_id="fl-606").delete()
+    Order.objects.create(id="ord-" + "f" * 20, flight_id="fl-606")  # bookings may point at its seats
+
+    seed_demo_flights()
+
+    assert Cabin.objects.filter(flight_id="fl-505").count() == 4
+    assert Seat.objects.filter(flight_id="fl-505").count() == 352
+    kept = Flight.objects.get(id="fl-606")
+    assert [(c.cabin_class, c.first_row, c.last_row, c.price) for c in kept.cabin_list] == [
+        ("economy", 1, 36, 54900)
+    ], "a flight with orders keeps its seats, in one cabin"
+    assert Seat.objects.filter(flight_id="fl-606").count() == 36 * 8
 
 
 def test_an_unknown_flight_is_a_404_with_a_code(client, db):

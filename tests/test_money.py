@@ -344,4 +344,6 @@ def test_a_workflow_terminated_after_the_approval_is_closed_and_refunded_by_the_
     assert (final["status"], final["lastError"]) == ("FAILED", Messages.STOPPED_REFUNDED)
     assert [(c["attempt"], c["status"]) for c in final["charges"]] == [(1, "REFUNDED")]
     assert final["charges"][0]["refundedAt"] is not None
+    total = {"amount": 19900, "currency": "USD"}  # 8C, economy on FL101
+    assert final["total"] == final["charges"][0]["amount"] == final["charges"][0]["refunded"] == total
     assert holds.holders(flight_id="fl-101", seats=["8C"]) == {}

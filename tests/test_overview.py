@@ -176,3 +176,30 @@ def test_the_overview_links_grafana_and_traces_once_configured(operator, setting
     html = operator.get(URL).content.decode()
 
     assert 'href="https://grafana.example"' in html and 'href="https://jaeger.example"' in html
+
+
+def test_the_money_module_shows_takings_and_refunds_today_in_amounts(operator, demo_flights, clean_redis):
+    now = timezone.now()
+    kept, refunded, yesterday = (_order(State.CONFIRMED), _order(State.FAILED), _order(State.CONFIRMED))
+    for order, status, amount, at in [
+        (kept, ChargeStatus.CHARGED, 45900, now),
+        (refunded, ChargeStatus.REFUNDED, 19900, now),
+        (yesterday, ChargeStatus.CHARGED, 10000, now - timedelta(days=1, hours=1)),
+    ]:
+        Charge.objects.create(
+            id=f"ch_{order.id[-24:]:0>24}",
+            idempotency_key=charge_key(order.id),
+            order=order,
+            attempt=1,
+            status=status,
+            charged_at=at,
+            refunded_at=at if status == ChargeStatus.REFUNDED else None,
+            amount=amount,
+            currency="USD",
+            refunded_amount=amount if status == ChargeStatus.REFUNDED else 0,
+        )
+
+    page = operator.get(URL).content.decode()
+
+    assert _cell(page, "taken-today") == "$658.00", "charged since midnight, refunded or not"
+    assert _cell(page, "refunded-today") == "$199.00"

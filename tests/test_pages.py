@@ -34,6 +34,8 @@ def test_the_flight_list_shows_routes_and_free_seats(client, stack):
     assert "FL101" in page
     assert "NYC" in page and "LAX" in page
     assert "120/120</strong> seats available" in page
+    assert "from <strong>$199.00</strong>" in page, "the cheapest seat's price"
+    assert "from <strong>€549.00</strong>" in page, "FL606 sells in euros"
     assert 'hx-trigger="every 2s"' in page
     assert "Payments fail 15" in page and "00000" in page and "99999" in page
 
@@ -48,9 +50,10 @@ def test_the_flight_list_poll_answers_just_the_rows(client, stack):
 def test_the_seat_map_has_a_named_button_per_seat_and_aisles(client, stack):
     page = client.get("/flights/fl-505/").content.decode()
 
-    assert page.count('name="seat" value=') == 330
-    assert 'aria-label="Seat 12A, available"' in page
-    assert page.count('class="aisle"') == (33 + 1) * 2, "two aisles on every row and the letters above"
+    assert page.count('name="seat" value=') == 352
+    assert 'aria-label="Seat 12A, available, Premium economy, $1,400.00"' in page
+    cabins = 4  # each with its own letters above its rows
+    assert page.count('class="aisle"') == (40 + cabins) * 2, "two aisles on every row and the letters above"
 
 
 def test_an_unknown_flight_is_a_404_page(client, stack):
@@ -64,7 +67,8 @@ def test_clicking_a_seat_holds_it_and_opens_the_order(client, stack):
     order_id = hold(client, "12A")
 
     page = client.get(f"/orders/{order_id}/").content.decode()
-    assert 'aria-label="Seat 12A, selected"' in page
+    assert 'aria-label="Seat 12A, selected, Economy, $199.00"' in page
+    assert 'id="order-total">$199.00<' in page, "the price fixed with the hold"
     assert 'aria-pressed="true"' in page
     assert "data-expires-at=" in page and 'data-running="true"' in page
     assert 'name="payment_code"' in page and 'inputmode="numeric"' in page
@@ -84,14 +88,14 @@ def test_a_seat_someone_holds_shows_as_taken_with_a_message(client, stack):
 
     fragment = reply.content.decode()
     assert "Seat 5C is no longer available" in fragment
-    assert 'aria-label="Seat 5C, held by another customer"' in fragment
+    assert 'aria-label="Seat 5C, held by another customer, ' in fragment
 
 
 def test_adding_and_dropping_seats_changes_the_selection(client, stack):
     order_id = hold(client, "7A")
 
     added = client.post(f"/orders/{order_id}/seats", {"seat": "7B"}, **HTMX).content.decode()
-    assert 'aria-label="Seat 7B, selected"' in added
+    assert 'aria-label="Seat 7B, selected, ' in added
     assert 'id="countdown"' in added and 'data-running="true"' in added, "the countdown is reset too"
     client.post(f"/orders/{order_id}/seats", {"seat": "7A"}, **HTMX)
 
@@ -129,7 +133,8 @@ def test_paying_works_as_a_plain_post_too(client, stack):
     assert f"Booking confirmed! Order #{order_id.upper()}. Seat 10A on Flight FL101" in page
     charged = re.search(r'<li class="charge charge--charged">(.*?)</li>', page)
     assert charged, "the payment panel says what was charged"
-    assert re.fullmatch(r"Charged at \d\d:\d\d:\d\d UTC \(payment attempt 1\)", charged.group(1))
+    # 10A: economy on FL101 ($199.00), in an exit row (+$35.00).
+    assert re.fullmatch(r"\$234\.00 charged at \d\d:\d\d:\d\d UTC \(payment attempt 1\)", charged.group(1))
 
 
 def test_the_poll_stops_with_286_once_the_order_is_final(client, stack):
@@ -184,7 +189,7 @@ def test_a_departed_flight_says_so_and_cannot_be_booked(client, stack):
 
     assert "FL202" not in listing and "FL101" in listing
     assert "This flight has departed" in page
-    assert 'aria-label="Seat 1A, available"' in page
+    assert 'aria-label="Seat 1A, available, ' in page
     assert re.search(r'id="seat-1A"[^>]*disabled', page), "its seats cannot be clicked"
     assert 'hx-trigger="every 2s"' not in page, "nothing changes on it any more: no polling"
     assert "Flight FL202 has already departed" in reply.content.decode()
@@ -198,7 +203,7 @@ def test_back_on_the_flight_map_a_customer_adds_to_the_order_they_hold(client, s
     reply = client.post("/flights/fl-101/hold", {"seat": "12B"})
     again = client.post("/flights/fl-101/hold", {"seat": "12A"})  # one of theirs: no change
 
-    assert 'aria-label="Seat 12A, selected"' in page
+    assert 'aria-label="Seat 12A, selected, ' in page
     assert "You are holding 12A on this flight" in page
     assert f'href="/orders/{order_id}/"' in page
     assert reply["Location"] == again["Location"] == f"/orders/{order_id}/"
@@ -223,7 +228,7 @@ def test_after_release_my_seats_the_flight_map_stops_saying_you_hold_them(client
     inventory.release(flight_id="fl-101", order_id=order_id, seats=["17C"])  # the release step ran
     page = client.get("/flights/fl-101/").content.decode()
     version = re.search(r'hx-vals=\'\{"v": "([^"]+)"\}\'', page).group(1)
-    assert "You are holding 17C" in page and 'aria-label="Seat 17C, available"' in page
+    assert "You are holding 17C" in page and 'aria-label="Seat 17C, available, ' in page
 
     client.post(f"/orders/{order_id}/cancel")
     wait_for(lambda: Order.objects.get(id=order_id).state == "CANCELLED", timeout=30, what="the cancel")
@@ -246,10 +251,10 @@ def test_a_confirmed_booking_has_a_reference_and_a_private_link_any_browser_open
     assert re.fullmatch(r"[A-HJ-NP-Z2-9]{6}", order.reference)
     assert order.reference in page
     assert f"Order #{order.display_id}. Seat 11C on Flight FL101" in page, "one seat: 'Seat', not 'Seats'"
-    assert 'aria-label="Seat 11C, booked for you"' in page
+    assert 'aria-label="Seat 11C, booked for you, ' in page
     assert elsewhere.status_code == 200
     shown = elsewhere.content.decode()
-    assert order.reference in shown and 'aria-label="Seat 11C, booked for you"' in shown
+    assert order.reference in shown and 'aria-label="Seat 11C, booked for you, ' in shown
     assert "<form" not in shown, "read-only"
     assert order_id not in link, "the link is a signed token, not the order's id"
 

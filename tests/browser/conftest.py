@@ -15,6 +15,7 @@ README_SCREENSHOTS = ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCR
 IN_README = {
     *("seat-map", "retrying", "confirmed", "failed", "expired", "seat-taken", "flights", "order"),
     *("phone-order", "phone-seat-map-FL505", "order-FL606-phone", "confirmed-phone", "booking-link-desktop"),
+    *("cabins", "confirmed-business"),
 }
 CHROMIUM_FLAGS = [
     "--no-sandbox",

@@ -131,7 +131,8 @@ def test_the_flight_list_counts_free_seats(page: Page, stack, screenshot):
     page.goto(stack.url)
 
     row = page.get_by_role("row").filter(has_text="FL505")
-    expect(row).to_contain_text("330/330 seats available")
+    expect(row).to_contain_text("352/352 seats available")
+    expect(row).to_contain_text("from $699.00")
     # FL505 leaves at 19:00 UTC: 2:00 PM in the viewer's New York winter time.
     expect(row.locator("time")).to_contain_text(re.compile(r"02:00\s?PM EST"))
     screenshot(page, "flights")
@@ -192,6 +193,43 @@ def test_adding_a_seat_someone_else_took_keeps_the_selection(page: Page, new_con
     expect(page.get_by_role("button", name="Seat 11B, held by another customer")).to_be_disabled()
     expect(page.get_by_role("button", name="Seat 11A, selected")).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#seat-panel .count")).to_have_text("11A")
+
+
+def test_a_business_seat_is_booked_at_its_price_and_the_confirmation_says_it(
+    page: Page, new_context, stack, screenshot
+):
+    open_flight(page, stack.url, "FL505")
+    business = page.locator(".cabin-name").filter(has_text="Business")
+    expect(business).to_have_text("Business · rows 3\N{EN DASH}9 · 2-2-2 · $3,200.00")
+    expect(page.get_by_role("list", name="Cabins and prices")).to_contain_text("First $6,500.00")
+    screenshot(page, "cabins")
+
+    hold(page, "3A")
+    seat = page.get_by_role("button", name="Seat 3A, selected, Business, $3,200.00")
+    expect(seat).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#order-total")).to_have_text("$3,200.00")
+    page.get_by_label("5-digit payment code").fill("00000")
+    page.get_by_role("button", name="Pay and confirm").click()
+
+    expect(page.locator("#banner")).to_contain_text("Booking confirmed!", timeout=WAIT)
+    summary = page.locator("#booking-summary")
+    expect(summary.locator(".seat-price")).to_have_text("Business · $3,200.00")
+    expect(summary.locator("#booking-total")).to_have_text("$3,200.00")
+    expect(page.locator("#charges")).to_contain_text("$3,200.00 charged at")
+    expect(page.get_by_role("button", name="Seat 3A, booked for you, Business, $3,200.00")).to_be_disabled()
+    screenshot(page, "confirmed-business")
+
+    # A seat's change of state eases in, unless the customer asked for less motion.
+    assert seat_transition(page) == "0.25s"
+    calm = new_context(reduced_motion="reduce").new_page()
+    open_flight(calm, stack.url, "FL505")
+    assert seat_transition(calm) == "0s"
+
+
+def seat_transition(page: Page) -> str:
+    return page.evaluate(
+        "getComputedStyle(document.querySelector('button.seat')).transitionDuration.split(',')[0].trim()"
+    )
 
 
 def assert_accessible(page: Page) -> None:

@@ -76,14 +76,16 @@ def test_the_order_page_opens_on_the_customers_seats(screen, stack, screenshot, 
     assert in_view(page, "#payment-code")
 
 
-@pytest.mark.parametrize(("number", "rows"), [("FL101", 20), ("FL505", 33), ("FL606", 36)])
+@pytest.mark.parametrize(("number", "rows"), [("FL101", 20), ("FL505", 40), ("FL606", 36)])
 def test_every_row_of_every_cabin_fits_a_phone(new_context, stack, screenshot, number, rows):
     page = new_context(**PHONE).new_page()
     open_flight(page, stack.url, number)
 
     cabin = page.locator(".cabin-scroll")
     assert cabin.evaluate("c => c.scrollWidth <= c.clientWidth"), "no seat hidden off to the side"
-    for seat in page.locator(f"[role=row]:nth-child({rows + 1}) button.seat").all():
+    last_row = page.locator("[role=row]", has=page.locator(f"[id='seat-{rows}A']"))
+    expect(last_row.locator("button.seat").first).to_be_visible()
+    for seat in last_row.locator("button.seat").all():
         box = seat.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, seat.get_attribute("id")
         assert box["width"] >= 22, "big enough to tap"
@@ -101,8 +103,8 @@ def tabs_to_payment(page: Page, limit: int = 400) -> int:
 
 
 def test_the_seat_map_is_one_tab_stop_with_arrow_keys_between_seats(page: Page, stack):
-    open_flight(page, stack.url, "FL606")  # the A330, 36 rows of AB-DEFG-JK
-    hold(page, "3D")
+    open_flight(page, stack.url, "FL606")  # the A330: business 1-2-1, then 36 rows of AB-DEFG-JK
+    hold(page, "13D")
     page.reload()
 
     tabs = tabs_to_payment(page)
@@ -110,24 +112,25 @@ def test_the_seat_map_is_one_tab_stop_with_arrow_keys_between_seats(page: Page, 
     assert tabs <= 10, f"{tabs} Tab presses to reach the payment field"
     expect(page.locator("[data-seat-grid] button[tabindex='0']")).to_have_count(1)
 
-    page.locator("#seat-3D").focus()
+    page.locator("#seat-13D").focus()
     for key, seat in [
-        ("ArrowRight", "3E"),
-        ("ArrowDown", "4E"),
-        ("ArrowLeft", "4D"),
-        ("ArrowLeft", "4B"),  # across the aisle
-        ("End", "4K"),
-        ("Home", "4A"),
-        ("ArrowUp", "3A"),
+        ("ArrowRight", "13E"),
+        ("ArrowDown", "14E"),
+        ("ArrowLeft", "14D"),
+        ("ArrowLeft", "14B"),  # across the aisle
+        ("End", "14K"),
+        ("Home", "14A"),
+        ("ArrowUp", "13A"),
         ("Control+End", "36K"),
-        ("Control+Home", "1A"),
+        ("Control+Home", "1A"),  # across the cabins, to business
+        ("ArrowRight", "1E"),  # business is 1-2-1: no seat where economy has B and D
     ]:
         page.keyboard.press(key)
         expect(page.locator(f"#seat-{seat}")).to_be_focused()
         expect(page.locator(f"#seat-{seat}")).to_have_attribute("tabindex", "0")
     page.keyboard.press("Enter")
-    expect(page.get_by_role("button", name="Seat 1A, selected")).to_be_focused(timeout=WAIT)
-    expect(page.locator("#seat-panel .count")).to_have_text("3D, 1A")
+    expect(page.get_by_role("button", name="Seat 1E, selected")).to_be_focused(timeout=WAIT)
+    expect(page.locator("#seat-panel .count")).to_have_text("13D, 1E")
 
 
 def contrast(page: Page, selector: str, prop: str, against: str) -> float:

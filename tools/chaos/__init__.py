@@ -25,7 +25,9 @@ Redis, Temporal and the API:
   - no 5xx outside a fault's window (a 500 anywhere is a violation), and the stack recovers by
     itself: a new booking confirms, and /healthz answers 200;
   - the money, from the gateway's ledger: at most one live charge per order, exactly one for a
-    CONFIRMED order, none for an order that ended without its seats; the report prints the
+    CONFIRMED order, none for an order that ended without its seats; every charge is its order's
+    total (fixed when its seats were held) and every refund the whole charge, so that, per
+    currency, charged - refunded = the CONFIRMED orders' totals; the report prints the amounts,
     charges, refunds and voided keys.
 It prints a table and exits 1 on any violation. Every loop is bounded in count and time, and it
 talks only to 127.0.0.1. `--short` (about a minute of load) is part of `make test`.

@@ -15,6 +15,7 @@ from datetime import datetime
 import psycopg
 import redis
 
+from common.money import Money as MoneyAmount
 from orders.workflow_contract import TERMINAL_STATES, WORKFLOW_ID_PREFIX
 from tools.chaos.customers import Journal
 from tools.chaos.faults import Fault
@@ -93,7 +94,7 @@ def check_phantoms(
 
 @dataclass
 class Money:
-    """The gateway's ledger at the end, and the three invariants of exactly-once money."""
+    """The gateway's ledger at the end, the three invariants of exactly-once money, and its amounts."""
 
     charges: int = 0  # charges made (live or refunded since)
     live: int = 0
@@ -105,19 +106,34 @@ class Money:
     ended_with_money: list[str] = field(default_factory=list)  # ended without seats, still charged
     approvals_shown: int = 0  # attempts the pages showed as approved (SUCCEEDED or REFUNDED)
     replayed: int = 0  # retries the gateway answered with an earlier attempt's approval
+    # Amounts, per currency, in minor units: charged, refunded, and the CONFIRMED orders' totals.
+    amounts: list[tuple[str, int, int, int]] = field(default_factory=list)
+    wrong_amount: list[str] = field(default_factory=list)  # charged other than the order's total
+    unbalanced: list[str] = field(default_factory=list)  # currencies where charged - refunded != sold
 
     def lines(self) -> list[str]:
         def verdict(found: list[str]) -> str:
             return "ok" if not found else f"VIOLATED by {len(found)}: {', '.join(found[:5])}"
 
+        def shown(amount: int, currency: str) -> str:
+            return MoneyAmount(amount, currency).format() if currency else f"{amount} (no currency)"
+
+        sums = "; ".join(
+            f"charged {shown(charged, currency)}, refunded {shown(refunded, currency)}, "
+            f"CONFIRMED orders' totals {shown(sold, currency)}"
+            for currency, charged, refunded, sold in self.amounts
+        )
         return [
             f"\nmoney: {self.charges} charges ({self.live} live, {self.refunded} refunded), "
             f"{self.voided} keys voided before any charge, {self.approvals_shown} attempts shown approved, "
             f"{self.replayed} retries answered with an earlier approval (charged once)",
+            f"  amounts: {sums or 'nothing charged'}",
             f"  at most one live charge per order: {verdict(self.several_live)}",
             f"  every CONFIRMED order has exactly one ({self.confirmed} orders): "
             + verdict(self.confirmed_without_one),
             f"  an order that ended without its seats has none: {verdict(self.ended_with_money)}",
+            f"  every charge is its order's total, every refund its charge: {verdict(self.wrong_amount)}",
+            f"  charged - refunded = the CONFIRMED orders' totals: {verdict(self.unbalanced)}",
         ]
 
 
@@ -151,6 +167,31 @@ def check_money(stack: ChaosStack, findings: Findings) -> Money:
                 "WHERE c.status = 'CHARGED' AND o.state IN ('FAILED', 'EXPIRED', 'CANCELLED')"
             )
         ]
+        money.wrong_amount = [
+            f"{charge_id} ({amount} {currency}, order {order_id} {total} {order_currency})"
+            for charge_id, amount, currency, order_id, total, order_currency in db.execute(
+                "SELECT c.id, c.amount, c.currency, o.id, o.total_amount, o.currency FROM payments_charge c "
+                "JOIN orders_order o ON o.id = c.order_id WHERE c.status <> 'VOIDED' AND ("
+                "c.amount IS DISTINCT FROM o.total_amount OR c.currency <> o.currency "
+                "OR (c.status = 'REFUNDED' AND c.refunded_amount <> c.amount))"
+            )
+        ]
+        money.amounts = [
+            (currency, int(charged), int(refunded), int(sold))
+            for currency, charged, refunded, sold in db.execute(
+                "WITH money AS ("
+                "  SELECT currency, amount AS charged, refunded_amount AS refunded, 0 AS sold "
+                "  FROM payments_charge WHERE status <> 'VOIDED' "
+                "  UNION ALL SELECT currency, 0, 0, total_amount FROM orders_order WHERE state = 'CONFIRMED'"
+                ") SELECT currency, sum(charged), sum(refunded), sum(sold) FROM money "
+                "GROUP BY currency ORDER BY currency"
+            )
+        ]
+        money.unbalanced = [
+            f"{currency or '(none)'} {charged} - {refunded} != {sold}"
+            for currency, charged, refunded, sold in money.amounts
+            if charged - refunded != sold
+        ]
         money.approvals_shown, money.replayed = db.execute(
             "SELECT count(*) FILTER (WHERE outcome IN ('SUCCEEDED', 'REFUNDED')), "
             "count(*) FILTER (WHERE outcome = 'ALREADY_APPROVED') FROM payments_paymentattempt"
@@ -161,6 +202,10 @@ def check_money(stack: ChaosStack, findings: Findings) -> Money:
         findings.fail(f"end: CONFIRMED order {order_id} does not have exactly one live charge")
     for order in money.ended_with_money:
         findings.fail(f"end: order {order} ended without its seats, and its charge was not refunded")
+    for charge in money.wrong_amount:
+        findings.fail(f"end: charge {charge} is not what the order's total says")
+    for line in money.unbalanced:
+        findings.fail(f"end: the money does not balance: {line}")
     return money
 
 
