@@ -387,7 +387,9 @@ def test_production_logs_are_json_with_the_order_id():
     for extra in (
         {"order_id": "ord-abc"},
         {"temporal_activity": {"workflow_id": "booking-ord-def"}},
-        {"request": RequestFactory().get("/api/orders/ord-0a1b/status")},  # django.request's 404s
+        {
+            "request": RequestFactory().get("/api/orders/ord-0a1b2c3d4e5f6a7b8c9d/status")
+        },  # django.request's 404s
         {},
     ):
         record = LogRecord("orders", 20, __file__, 1, "a line", None, None)
@@ -395,5 +397,5 @@ def test_production_logs_are_json_with_the_order_id():
         OrderIdFilter().filter(record)
         lines.append(json.loads(formatter.format(record)))
 
-    assert [line["order_id"] for line in lines] == ["ord-abc", "ord-def", "ord-0a1b", "-"]
+    assert [line["order_id"] for line in lines] == ["ord-abc", "ord-def", "ord-0a1b2c3d4e5f6a7b8c9d", "-"]
     assert {"time", "level", "logger", "message"} <= set(lines[0])

@@ -176,6 +176,7 @@ def test_make_run_stopped_mid_payment_finishes_the_attempt_and_the_next_run_conf
         assert part in names
     customer = ApiClient(launcher.url)
     order_id = customer.create_order("fl-101", ["12A"]).json["orderId"]
+    customer.wait_for_status(order_id, "SEATS_RESERVED", timeout=30)  # a busy machine may answer 202
     assert customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "12345"}).status == 202
     wait_for(lambda: customer.status(order_id)["paymentAttempts"] == 1, timeout=30, what="the attempt")
 

@@ -16,7 +16,7 @@ NEW_WEB_PROCESS = """
 import sys, time
 import django
 django.setup()
-from orders import temporal_client as client
+from common import temporal_client as client
 client.connect_soon()
 print("= returned", flush=True)
 deadline = time.monotonic() + float(sys.argv[1])
