@@ -44,7 +44,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from common import tracing
+from common import events, tracing
 from common.errors import Refused
 from flights.models import Flight
 from orders import hoarding, ownership, requests, temporal_client
@@ -179,6 +179,7 @@ def discard(order: Order) -> None:
         Order.objects.select_for_update().filter(id=order.id).first()
         OrderRequest.objects.filter(order=order).update(order=None)
         order.delete()
+        events.order_changed(order.id)
 
 
 def hold_first_seats(*, order: Order) -> BookingStatus:

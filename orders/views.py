@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
-from common import inputs
+from common import events, inputs
 from common.errors import Refused
 from flights.inventory import seat_map
 from flights.models import Flight
@@ -25,6 +25,7 @@ from orders.booking import BookingStatus
 from orders.models import Order, OrderRequest, RequestKind
 from orders.requests import Result
 from orders.selectors import flight_map_version, order_on_flight, order_page, toggled
+from orders.streams import events_url
 from orders.templatetags.booking_forms import FIELD as KEY_FIELD
 
 PAGE = "orders/order_detail.html"
@@ -103,8 +104,12 @@ def choose_seats(request: HttpRequest, flight_id: str) -> HttpResponse:
     version = flight_map_version(plan=plan, yours=yours)
     if request.htmx and request.GET.get("v") == version:
         return HttpResponse(status=UNCHANGED)
-    template = f"{SEAT_MAP_PAGE}#seat-map" if request.htmx else SEAT_MAP_PAGE
-    return render(request, template, {"flight": flight, "plan": plan, "yours": yours, "version": version})
+    context = {"flight": flight, "plan": plan, "yours": yours, "version": version}
+    if request.htmx:
+        return render(request, f"{SEAT_MAP_PAGE}#seat-map", context)
+    # The whole page opens the flight's event stream: a push re-renders the map at once.
+    stream = events_url(request, events.FLIGHT, flight.id) if plan.bookable else ""
+    return render(request, SEAT_MAP_PAGE, {**context, "events_url": stream})
 
 
 @require_POST
@@ -168,7 +173,11 @@ def detail(request: HttpRequest, order_id: str) -> HttpResponse:
     page = order_page(order=order)
     commands.settle_soon(order, page.waiting)
     if not (request.htmx and "poll" in request.GET):
-        return render(request, PAGE, {"page": page})
+        # The whole page opens the order's event stream while the order can still change.
+        stream = ""
+        if page.polling:
+            stream = events_url(request, events.ORDER, order.id, flight_id=order.flight_id)
+        return render(request, PAGE, {"page": page, "events_url": stream})
     if page.polling and request.GET.get("v") == page.fingerprint:
         return HttpResponse(status=204)
     live = render_to_string(f"{PAGE}#live", {"page": page, "polled": True}, request=request)
