@@ -49,7 +49,6 @@ from orders.booking import TERMINAL_STATES, State
 from orders.models import Order
 
 logger = logging.getLogger(__name__)
-TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
 ORDER_EVENT = "order-changed"
 FLIGHT_EVENT = "seats-changed"
 CLOSE_EVENT = "close"
@@ -186,7 +185,7 @@ async def _respond(request: HttpRequest, watched: Watched, watcher: Watcher, *, 
         )
         reply = error(
             429,
-            TOO_MANY_STREAMS,
+            "TOO_MANY_STREAMS",
             f"Too many live-update streams open from your {refused} (at most {cap}): close a page, "
             "or let this one poll.",
         )
