@@ -211,6 +211,7 @@ def test_the_pages_open_their_streams_and_keep_their_poll(stack, event_streams, 
     wanted = rf"http://[a-z0-9.]+:{event_streams.port}/api/orders/{order_id}/events\?last=\d+-\d+"
     assert re.fullmatch(wanted, connect.group(1)), connect.group(1)
     assert 'hx-trigger="every 2s, sse:order-changed, sse:seats-changed"' in page
+    assert 'hx-sync="this:replace"' in page, "a change during a fetch is not dropped with it"
     seat_map = customer.get("/flights/fl-101/").text
     assert f":{event_streams.port}/api/flights/fl-101/events?last=" in seat_map
     assert 'hx-trigger="every 2s, sse:seats-changed"' in seat_map
