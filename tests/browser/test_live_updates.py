@@ -187,6 +187,7 @@ def test_booking_confirmed_after_00000_shows_in_another_browser_through_the_stre
         committed=commits,  # type: ignore[arg-type]
     )
     assert pushed >= ROUNDS - 2, rounds
+    _report("commit to event in the page (both tests above)", sorted(DELIVERIES))
 
 
 def test_without_eventsource_the_pages_work_as_before_by_their_poll(new_context, stack, event_streams):
