@@ -12,6 +12,7 @@ then listens on ``SERVER_HOST``:``EVENTS_SERVER_PORT``. uvicorn's own reading of
 from __future__ import annotations
 
 import os
+import resource
 import sys
 
 # A stream ends at once when the process stops: browsers reconnect (with Last-Event-ID) and their
@@ -48,10 +49,15 @@ def main() -> None:
                 file=sys.stderr,
             )
             sys.exit(2)
+    # A stream is a socket: as many as the system lets this process have.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
     uvicorn.run(
         "booking_site.asgi:application",
         host=settings.SERVER_HOST,
         port=settings.EVENTS_SERVER_PORT,
+        workers=1,  # uvicorn would read WEB_CONCURRENCY (gunicorn's) and fork that many: one loop is enough
         proxy_headers=False,
         lifespan="off",
         access_log=False,
