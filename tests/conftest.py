@@ -310,13 +310,11 @@ EVENTS_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def events_server(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventsServer]:
+def start_events_server(env: dict[str, str], data: Path) -> EventsServer:
     port, metrics_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("events") / "events.log"
+    log = data / "events.log"
     env = {
-        **worker.env,
-        **EVENTS_ENV,
+        **env,
         "SERVER_HOST": "127.0.0.1",
         "EVENTS_SERVER_PORT": str(port),
         "METRICS_HOST": "127.0.0.1",
@@ -335,14 +333,20 @@ def events_server(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactor
         exited = process.poll()
         assert exited is None, f"the streams' server exited with {exited}: {log.read_text()}"
         try:
-            return ApiClient(server.url).get("/livez").status == 200
+            return ApiClient(server.url, headers={"Host": "localhost"}).get("/livez").status == 200
         except OSError:
             return False
 
     wait_for(answering, timeout=60, interval=0.2, what=f"the streams' server to answer ({log})")
+    return server
+
+
+@pytest.fixture(scope="session")
+def events_server(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventsServer]:
+    server = start_events_server({**worker.env, **EVENTS_ENV}, tmp_path_factory.mktemp("events"))
     yield server
-    process.terminate()
-    process.wait(timeout=30)
+    server.process.terminate()
+    server.process.wait(timeout=30)
 
 
 @pytest.fixture
