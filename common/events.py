@@ -140,7 +140,9 @@ class Hub:
 
     async def sequence(self, kind: str, ident: str) -> str:
         value = await self._redis.get(sequence_key(kind, ident))
-        return value.decode() if value is not None else "0"
+        if value is None:
+            return "0"
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     @contextlib.asynccontextmanager
     async def subscription(self, *names: str) -> AsyncIterator[asyncio.Queue[Event]]:
