@@ -72,9 +72,12 @@ def flight_changed(flight_id: str, *, seats: list[str] | None = None) -> None:
 
 
 def publish(kind: str, ident: str, fields: dict[str, Any]) -> int | None:
-    """Publish now; the new sequence, or None when Redis could not be reached."""
+    """Publish now; the new sequence, or None when Redis could not be reached (or ``EVENTS`` is
+    off: nothing is published then)."""
     from django_redis import get_redis_connection
 
+    if not settings.EVENTS:
+        return None
     body = json.dumps({**fields, "at": time.time()}, separators=(",", ":"))[1:]
     try:
         redis = get_redis_connection("holds")
