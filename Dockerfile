@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The web (gunicorn) and the worker (manage.py runworker) share this image.
+# The web (gunicorn), the event streams (python -m booking_site.events_server) and the worker
+# (manage.py runworker) share this image.
 
 # --- build: resolve the locked production dependencies into a virtualenv --------------------
 FROM python:3.11-slim-bookworm AS build
@@ -24,7 +25,7 @@ RUN groupadd --system app && useradd --system --gid app --home-dir /app --shell 
 WORKDIR /app
 COPY --from=build --chown=app:app /app /app
 USER app
-EXPOSE 8000
+EXPOSE 8000 8001
 # Liveness only (/livez: the process answers): an orchestrator that restarts an unhealthy container
 # must not restart every web while Temporal or Redis restarts. Readiness (/readyz) is the proxy's
 # and the orchestrator's traffic gate (docker-compose.yml, docs/OPERATIONS.md "Probes").

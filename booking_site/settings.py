@@ -271,6 +271,30 @@ ADDRESS_MAX_REQUESTS_PER_SECOND = env.integer(
     "ADDRESS_MAX_REQUESTS_PER_SECOND", 50, minimum=1, maximum=100_000
 )
 
+# --- Changes pushed: event streams (orders/streams.py; docs/CONFIGURATION.md, "Event streams") --
+# EVENTS=off: the pages poll only (every 2 s, as they always do), and open no stream.
+EVENTS = env.boolean("EVENTS", True)
+# The streams' own ASGI process (`python -m booking_site.events_server`): where it listens, and
+# where the pages find it. EVENTS_PUBLIC_PORT=0: on the page's own origin (a proxy sends
+# /api/*/events there, as compose's Caddy does); a port: the page's host on that port (`make run`,
+# no proxy), answered with CORS for that host's pages only.
+EVENTS_SERVER_PORT = env.integer("EVENTS_SERVER_PORT", 8001, minimum=1, maximum=65535)
+EVENTS_PUBLIC_PORT = env.integer("EVENTS_PUBLIC_PORT", 0, minimum=0, maximum=65535)
+EVENTS_METRICS_PORT = env.integer("EVENTS_METRICS_PORT", 9183, minimum=0, maximum=65535)
+# A comment line this often keeps proxies from closing an idle stream; the client's reconnection
+# delay (`retry:`); streams open at once per session and per client address (429 past them).
+EVENTS_HEARTBEAT = env.duration("EVENTS_HEARTBEAT", "15s", minimum=timedelta(milliseconds=200))
+EVENTS_RETRY = env.duration("EVENTS_RETRY", "2s", minimum=timedelta(milliseconds=100))
+for _name, _value, _most in (("EVENTS_HEARTBEAT", EVENTS_HEARTBEAT, 300), ("EVENTS_RETRY", EVENTS_RETRY, 60)):
+    if _value > timedelta(seconds=_most):
+        raise env.SettingsError(
+            f"{_name}={os.environ.get(_name)!r} is not valid: expected a duration of at most {_most}s"
+        )
+EVENTS_MAX_STREAMS_PER_SESSION = env.integer("EVENTS_MAX_STREAMS_PER_SESSION", 10, minimum=1, maximum=1000)
+EVENTS_MAX_STREAMS_PER_ADDRESS = env.integer(
+    "EVENTS_MAX_STREAMS_PER_ADDRESS", 200, minimum=1, maximum=1_000_000
+)
+
 # --- Security ------------------------------------------------------------------------------
 # HTTPS=true when the site is served over TLS (directly or behind a proxy that sets
 # X-Forwarded-Proto): secure cookies, redirect to https and, with HSTS_SECONDS, HSTS.

@@ -8,7 +8,7 @@ from common import inputs
 from common.api import unknown_endpoint
 from flights import api as flights_api
 from orders import admin as orders_admin
-from orders import api
+from orders import api, streams
 
 # Before any URLconf below uses them: a malformed id in a path matches no URL.
 inputs.register_converters()
@@ -16,11 +16,14 @@ inputs.register_converters()
 api_patterns = [
     path("flights", flights_api.flight_list, name="flight-list"),
     path("flights/<flight_id:flight_id>", flights_api.flight_detail, name="flight-detail"),
+    # Event streams (server-sent events), served by the streams' ASGI process: orders/streams.py.
+    path("flights/<flight_id:flight_id>/events", streams.flight_events, name="flight-events"),
     path("orders", api.order_create, name="order-create"),
     path("orders/<order_ref:order_id>", api.order_resource, name="order"),
     path("orders/<order_ref:order_id>/seats", api.order_seats, name="order-seats"),
     path("orders/<order_ref:order_id>/status", api.order_status, name="order-status"),
     path("orders/<order_ref:order_id>/pay", api.order_pay, name="order-pay"),
+    path("orders/<order_ref:order_id>/events", streams.order_events, name="order-events"),
     path("openapi.json", openapi.document_json, name="openapi"),
 ]
 

@@ -17,7 +17,7 @@ actually changes, so that a retried activity that finds its work done counts not
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # The name of every metric the product exports (the dashboard's test holds the dashboard to it).
 PREFIX = "booking_"
@@ -91,6 +91,36 @@ RETENTION_DELETED = Counter(
     "order_request (an idempotency record past IDEMPOTENCY_KEY_RETENTION).",
     ["kind"],
 )
+# Changes pushed (common/events.py, orders/streams.py): published by whichever process commits the
+# change (the worker, the web), streamed by the events process (EVENTS_METRICS_PORT).
+EVENTS_PUBLISHED = Counter(
+    "booking_events_published",
+    "Changes of an order or of a flight's seats published on Redis pub/sub after their commit, by "
+    "kind (order, flight) and outcome (published; failed: Redis away, the poll shows the change).",
+    ["kind", "outcome"],
+)
+EVENTS_DELIVERED = Counter(
+    "booking_events_delivered",
+    "Events written to an open stream (one change reaches as many streams as watch it), by kind.",
+    ["kind"],
+)
+EVENT_DELIVERY_DELAY = Histogram(
+    "booking_event_delivery_seconds",
+    "From the commit of a change (its publication) to its event written to a stream, by kind.",
+    ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+STREAMS_OPEN = Gauge(
+    "booking_streams_open",
+    "Event streams open now (order pages and seat maps), by kind.",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+STREAMS_REFUSED = Counter(
+    "booking_streams_refused",
+    "Event streams refused 429 by a cap (EVENTS_MAX_STREAMS_PER_SESSION, _PER_ADDRESS), by cap.",
+    ["cap"],
+)
 
 # Computed by the worker at each scrape from the database (temporal_worker.metrics), not counted.
 ORDERS_HOLDING_SEATS = "booking_orders_holding_seats"
@@ -111,6 +141,11 @@ EXPORTED_NAMES = frozenset(
         "booking_reconcile_repairs_total",
         "booking_reconcile_failures_total",
         "booking_retention_deleted_total",
+        "booking_events_published_total",
+        "booking_events_delivered_total",
+        "booking_streams_refused_total",
+        "booking_streams_open",
+        *(f"booking_event_delivery_seconds{suffix}" for suffix in ("_bucket", "_sum", "_count")),
         *(
             f"{histogram}{suffix}"
             for histogram in ("booking_hold_duration_seconds", "booking_status_request_duration_seconds")
@@ -127,6 +162,15 @@ EXPORTED_NAMES = frozenset(
 def unavailable(cause: str) -> None:
     """Count a 503 answer."""
     UNAVAILABLE_RESPONSES.labels(cause=cause).inc()
+
+
+def start_stream_series() -> None:
+    """The streams process's series, at zero from the start (as ``start_web_series``)."""
+    for kind in ("order", "flight"):
+        STREAMS_OPEN.labels(kind=kind)
+        EVENTS_DELIVERED.labels(kind=kind)
+    for cap in ("session", "address"):
+        STREAMS_REFUSED.labels(cap=cap)
 
 
 def start_web_series() -> None:

@@ -19,6 +19,7 @@ from devstack.temporal_server import start_temporal
 
 # How long each process of `make run` may take to stop before it is killed (docs/OPERATIONS.md).
 WEB_STOP_SECONDS = 25.0  # gunicorn's graceful_timeout (20 s) for requests under way, and a margin
+EVENTS_STOP_SECONDS = 5.0  # the streams' server ends its streams within 2 s (browsers reconnect)
 WORKER_STOP_MARGIN_SECONDS = 10.0  # on top of PAYMENT_VALIDATION_TIMEOUT, for a running payment
 # Any of these names a Temporal to use: the launcher starts none.
 TEMPORAL_GIVEN = ("TEMPORAL_ADDRESS", "TEMPORAL_HOST", "TEMPORAL_PROFILE")
@@ -119,11 +120,17 @@ def gunicorn_control_socket(data: Path) -> list[str]:
 
 # The metrics' ports (docs/OPERATIONS.md, "Metrics"): the web's, the worker's own, the Temporal
 # SDK's in the worker. Defaults as in booking_site/settings.py.
-METRICS_PORTS = (("METRICS_PORT", 9180), ("WORKER_METRICS_PORT", 9181), ("TEMPORAL_METRICS_PORT", 9182))
+METRICS_PORTS = (
+    ("METRICS_PORT", 9180),
+    ("WORKER_METRICS_PORT", 9181),
+    ("TEMPORAL_METRICS_PORT", 9182),
+    ("EVENTS_METRICS_PORT", 9183),
+)
 METRICS_LABELS = {
     "METRICS_PORT": "Web metrics",
     "WORKER_METRICS_PORT": "Worker metrics",
     "TEMPORAL_METRICS_PORT": "SDK metrics",
+    "EVENTS_METRICS_PORT": "Streams metrics",
 }
 
 
@@ -145,6 +152,7 @@ def run(supervisor: Supervisor) -> int:
 
     try:  # the web server's own settings check would come only after every service started
         web_port = integer("SERVER_PORT", 8000, minimum=1, maximum=65535)
+        events_port = integer("EVENTS_SERVER_PORT", 8001, minimum=1, maximum=65535)
         worker_stop = worker_stop_seconds()
         metrics_ports = {name: integer(name, port, minimum=0, maximum=65535) for name, port in METRICS_PORTS}
     except SettingsError as error:
@@ -152,6 +160,9 @@ def run(supervisor: Supervisor) -> int:
     supervisor.claim()  # before the ports: leftovers of an earlier run may hold them
     compile_bytecode()
     ensure_free(web_port, what="the web server", variable="SERVER_PORT")
+    ensure_free(events_port, what="the event streams' server", variable="EVENTS_SERVER_PORT")
+    # No proxy in front: the pages open their streams on the streams' own port of their host.
+    env.setdefault("EVENTS_PUBLIC_PORT", str(events_port))
     for name, port in metrics_ports.items():
         if port:
             ensure_free(port, what=f"metrics ({name})", variable=f"{name} (0 turns them off)")
@@ -176,7 +187,12 @@ def run(supervisor: Supervisor) -> int:
         env=env,
         stop_timeout=WEB_STOP_SECONDS,
     )
+    # The event streams (orders/streams.py): an ASGI process of their own, never gunicorn's workers.
+    supervisor.start(
+        "events", [PYTHON, "-m", "booking_site.events_server"], env=env, stop_timeout=EVENTS_STOP_SECONDS
+    )
     supervisor.wait_until(lambda: not port_is_free(web_port), what="web server", timeout=60)
+    supervisor.wait_until(lambda: not port_is_free(events_port), what="event streams' server", timeout=60)
     ui = env.get("TEMPORAL_UI_URL", "(your Temporal server's UI)")
     places = [
         ("Site", f"http://localhost:{web_port}/"),

@@ -22,6 +22,7 @@ import redis
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
+from common import events
 from common.money import Money
 from flights import holds
 from flights.models import BookedSeat, Cabin, CabinClass, Flight, Seat
@@ -327,6 +328,7 @@ def hold(*, flight_id: str, order_id: str, seats: list[str], ttl_ms: int, releas
     if taken := holds.acquire(flight_id=flight_id, seats=seats, order_id=order_id, ttl_ms=ttl_ms):
         return taken
     holds.release(flight_id=flight_id, seats=release, order_id=order_id)
+    events.flight_changed(flight_id, seats=[*seats, *release])
     return []
 
 
@@ -342,7 +344,10 @@ def every_hold() -> Iterator[tuple[str, str, str]]:
 
 def release(*, flight_id: str, order_id: str, seats: list[str]) -> int:
     """Let go of the seats the order still holds; never another order's hold."""
-    return holds.release(flight_id=flight_id, seats=seats, order_id=order_id)
+    released = holds.release(flight_id=flight_id, seats=seats, order_id=order_id)
+    if released:
+        events.flight_changed(flight_id, seats=seats)
+    return released
 
 
 def sell(*, flight_id: str, order_id: str, seats: list[str]) -> None:
@@ -357,6 +362,7 @@ def sell(*, flight_id: str, order_id: str, seats: list[str]) -> None:
             BookedSeat.objects.bulk_create(
                 [BookedSeat(flight_id=flight_id, seat=seat, order_id=order_id) for seat in rows]
             )
+            events.flight_changed(flight_id, seats=seats)
     except IntegrityError:
         sold = BookedSeat.objects.filter(flight_id=flight_id, seat__code__in=seats)
         raise SeatsAlreadySold(sorted(sold.values_list("seat__code", flat=True))) from None

@@ -17,7 +17,7 @@ from typing import TypedDict
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q
 
-from common import failpoints, metrics
+from common import events, failpoints, metrics
 from common.money import Money
 from flights import inventory
 from orders.models import Order, OrderEvent
@@ -82,6 +82,7 @@ def _record(record: OrderRecord) -> State | None:
         if record.state in TERMINAL_STATES:
             payment_services.close_open_attempts(order_id=order.id)
         _count_transition(before, record, history)
+        events.order_changed(order.id, version=record.version, state=record.state)
     if record.state in TERMINAL_STATES and record.state != State.CONFIRMED:
         stray = sorted(set(shown_seats) | set(record.seats))
         inventory.release(flight_id=record.flight_id, order_id=record.order_id, seats=stray)
@@ -238,6 +239,7 @@ def refund_payment(*, order_id: str) -> bool:
             return False
         _, refunded = ledger.refund(key=key, order_id=order_id)
         payment_services.refund(order_id=order_id)  # what the page shows of the attempts
+        events.order_changed(order_id)
     return refunded
 
 
@@ -249,3 +251,4 @@ def show_payment_attempt(*, order_id: str, attempt: int, error: str | None = Non
         if error:
             Order.objects.filter(id=order_id).update(last_error=error)
         Order.objects.filter(id=order_id, payment_attempts__lt=attempt).update(payment_attempts=attempt)
+        events.order_changed(order_id)

@@ -31,7 +31,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from common import temporal_client
+from common import events, temporal_client
 from common.errors import ErrorCode, Refused
 from orders.errors import ServiceUnavailable, StillConfirming
 from orders.models import Order, OrderRequest, RequestKind, RequestState
@@ -205,6 +205,7 @@ def _state_after(refusal: Refused) -> RequestState:
 def _finish(request: OrderRequest, state: RequestState, outcome: dict[str, Any] | None) -> None:
     """Store how the request ended. Once Temporal has answered, failing to store that must not
     turn the answer into an error: the request stays open and a retry asks Temporal again."""
+    order_id = request.order_id
     request.state, request.outcome = state, outcome
     changes: dict[str, Any] = {"state": state, "outcome": outcome, "updated_at": timezone.now()}
     if state == RequestState.LOST and request.kind == RequestKind.CREATE and request.order_id:
@@ -218,6 +219,8 @@ def _finish(request: OrderRequest, state: RequestState, outcome: dict[str, Any] 
                 request.save()
             return
         OrderRequest.objects.filter(pk=request.pk).update(**changes)
+        if order_id:  # what the order's page says of it ("still confirming") has changed
+            events.order_changed(order_id)
     except DatabaseError:
         logger.warning(
             "could not store the outcome of a %s request",

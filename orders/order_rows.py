@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from common import events
 from flights.models import Flight
 from orders import hoarding
 from orders.models import Order, OrderRequest
@@ -52,6 +53,8 @@ def discard(order: Order) -> None:
     with transaction.atomic():
         # The row lock orders this after a record the workflow is writing (which then is
         # deleted with it), or before it (which then finds no row, and writes nothing).
-        Order.objects.select_for_update().filter(id=order.id).first()
+        order_id = order.id  # delete() empties it
+        Order.objects.select_for_update().filter(id=order_id).first()
         OrderRequest.objects.filter(order=order).update(order=None)
         order.delete()
+        events.order_changed(order_id)  # published once committed: its page learns it is gone

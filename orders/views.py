@@ -9,6 +9,7 @@ as "still confirming", never an error page.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import messages
 from django.http import HttpResponse
@@ -18,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
-from common import inputs
+from common import events, inputs
 from common.htmx import HtmxHttpRequest
 from flights.inventory import seat_map
 from flights.models import Flight
@@ -26,6 +27,7 @@ from orders import hoarding, idempotency, ownership, settling, validation, workf
 from orders.idempotency import Result
 from orders.models import Order, OrderRequest, RequestKind
 from orders.presenters import flight_map_version, order_on_flight, order_page
+from orders.streams import events_url
 from orders.templatetags.booking_forms import FIELD as KEY_FIELD
 from orders.workflow_contract import BookingStatus
 
@@ -104,10 +106,14 @@ def choose_seats(request: HtmxHttpRequest, flight_id: str) -> HttpResponse:
     context = _seat_map_context(flight, ownership.live_order_on(request, flight))
     if request.htmx and request.GET.get("v") == context["version"]:
         return HttpResponse(status=UNCHANGED)
-    return render(request, f"{SEAT_MAP_PAGE}#seat-map" if request.htmx else SEAT_MAP_PAGE, context)
+    if request.htmx:
+        return render(request, f"{SEAT_MAP_PAGE}#seat-map", context)
+    # The whole page opens the flight's event stream: a push re-renders the map at once.
+    stream = events_url(request, events.FLIGHT, flight.id) if context["plan"].bookable else ""
+    return render(request, SEAT_MAP_PAGE, {**context, "events_url": stream})
 
 
-def _seat_map_context(flight: Flight, order: Order | None) -> dict[str, object]:
+def _seat_map_context(flight: Flight, order: Order | None) -> dict[str, Any]:
     """What a flight's seat map shows this session: the seats, and the note on its order there."""
     plan, yours = seat_map(flight=flight, order_id=order.id if order else None), order_on_flight(order)
     return {
@@ -177,7 +183,11 @@ def detail(request: HtmxHttpRequest, order_id: str) -> HttpResponse:
     page = order_page(order=order)
     settling.settle_soon(order, page.waiting)
     if not (request.htmx and "poll" in request.GET):
-        return render(request, PAGE, {"page": page})
+        # The whole page opens the order's event stream while the order can still change.
+        stream = ""
+        if page.polling:
+            stream = events_url(request, events.ORDER, order.id, flight_id=order.flight_id)
+        return render(request, PAGE, {"page": page, "events_url": stream})
     if page.polling and request.GET.get("v") == page.fingerprint:
         return HttpResponse(status=204)
     live = render_to_string(f"{PAGE}#live", {"page": page, "polled": True}, request=request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from common import metrics
+from common import events, metrics
 from payments.models import PaymentAttempt, PaymentOutcome
 
 TIMED_OUT_MESSAGE = "Payment validation timed out"
@@ -50,6 +50,8 @@ def finish_attempt(*, order_id: str, attempt: int, outcome: PaymentOutcome, erro
         order_id=order_id, attempt=attempt, outcome=PaymentOutcome.PENDING
     ).update(outcome=outcome, error=error, finished_at=timezone.now())
     _count(outcome, finished)
+    if finished:  # the page shows each attempt's outcome
+        events.order_changed(order_id)
     return bool(finished)
 
 

@@ -282,6 +282,81 @@ def gunicorn_web(stack: Stack, session_gunicorn: GunicornWeb) -> GunicornWeb:
     return session_gunicorn
 
 
+@dataclass
+class EventsServer:
+    """The event streams' own process (``python -m booking_site.events_server``, uvicorn) on the
+    test database and Redis, as `make run` and compose run it beside the web."""
+
+    port: int
+    metrics_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# What the streams' process of the tests runs with: caps low enough to reach, a quick heartbeat;
+# the customers of a test that names no address all come from 127.0.0.1.
+EVENTS_ENV = {
+    "EVENTS_HEARTBEAT": "1s",
+    "EVENTS_RETRY": "500ms",
+    "RATE_LIMITS": "on",
+    "ADDRESS_MAX_REQUESTS_PER_SECOND": "1000",
+    "EVENTS_MAX_STREAMS_PER_SESSION": "3",
+    "EVENTS_MAX_STREAMS_PER_ADDRESS": "20",
+    "TRUSTED_PROXIES": "127.0.0.1/32",
+}
+
+
+def start_events_server(env: dict[str, str], data: Path) -> EventsServer:
+    port, metrics_port = free_port(), free_port()
+    log = data / "events.log"
+    env = {
+        **env,
+        "SERVER_HOST": "127.0.0.1",
+        "EVENTS_SERVER_PORT": str(port),
+        "METRICS_HOST": "127.0.0.1",
+        "EVENTS_METRICS_PORT": str(metrics_port),
+    }
+    process = subprocess.Popen(
+        command_for([sys.executable, "-m", "booking_site.events_server"]),  # dies with the test run
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "ab"),  # noqa: SIM115 (the child owns it)
+        stderr=subprocess.STDOUT,
+    )
+    server = EventsServer(port, f"http://127.0.0.1:{metrics_port}/metrics", process, log)
+
+    def answering() -> bool:
+        exited = process.poll()
+        assert exited is None, f"the streams' server exited with {exited}: {log.read_text()}"
+        try:
+            return ApiClient(server.url, headers={"Host": "localhost"}).get("/livez").status == 200
+        except OSError:
+            return False
+
+    wait_for(answering, timeout=60, interval=0.2, what=f"the streams' server to answer ({log})")
+    return server
+
+
+@pytest.fixture(scope="session")
+def events_server(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventsServer]:
+    server = start_events_server({**worker.env, **EVENTS_ENV}, tmp_path_factory.mktemp("events"))
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=30)
+
+
+@pytest.fixture
+def event_streams(stack: Stack, events_server: EventsServer, settings: object) -> EventsServer:
+    """The stack with its streams: the live server's pages open them on the streams' server."""
+    assert events_server.process.poll() is None, events_server.log.read_text()
+    settings.EVENTS_PUBLIC_PORT = events_server.port  # type: ignore[attr-defined]
+    return events_server
+
+
 def _terminate_running_workflows() -> None:
     """Stop the bookings a test left running, so that none writes into the next test."""
     from common import temporal_client

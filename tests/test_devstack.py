@@ -63,6 +63,8 @@ class RunningStack:
             "METRICS_PORT": free_port(),
             "WORKER_METRICS_PORT": free_port(),
             "TEMPORAL_METRICS_PORT": free_port(),
+            "EVENTS_SERVER_PORT": free_port(),
+            "EVENTS_METRICS_PORT": free_port(),
         }
         self.env = _outside_env()
         self.env.update(STACK_DATA_DIR=str(data), WEB_CONCURRENCY="2", **env)
@@ -423,6 +425,7 @@ def assert_prints_where_the_metrics_are_and_serves_them(launcher: RunningStack) 
         "Web metrics": ("METRICS_PORT", "booking_unavailable_responses_total"),
         "Worker metrics": ("WORKER_METRICS_PORT", "booking_orders_finished_total"),
         "SDK metrics": ("TEMPORAL_METRICS_PORT", "temporal_"),
+        "Streams metrics": ("EVENTS_METRICS_PORT", "booking_streams_open"),
     }
     for label, (variable, family) in served.items():
         url = f"http://localhost:{launcher.ports[variable]}/metrics"

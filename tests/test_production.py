@@ -28,7 +28,15 @@ import pytest
 from devstack.ports import free_port
 from devstack.supervisor import command_for
 from flights.services import seed_demo_flights
-from tests.conftest import ROOT, GunicornWeb, WorkerProcess, _terminate_running_workflows, start_gunicorn
+from tests.conftest import (
+    ROOT,
+    EventsServer,
+    GunicornWeb,
+    WorkerProcess,
+    _terminate_running_workflows,
+    start_events_server,
+    start_gunicorn,
+)
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,6 +146,7 @@ class Browser:
 @dataclass
 class Site:
     web: GunicornWeb
+    events: EventsServer
     proxy: subprocess.Popen[bytes]
     https_url: str
     http_url: str
@@ -158,6 +167,7 @@ def site(transactional_db: None, worker: WorkerProcess, clean_redis: None, tmp_p
     assert collected.returncode == 0, collected.stderr
     seed_demo_flights()
     web = start_gunicorn(env, tmp_path, ready_path="/livez")
+    streams = start_events_server(env, tmp_path)
 
     ca, cert, key = make_certificate(tmp_path)
     https_port, http_port = free_port(), free_port()
@@ -174,6 +184,7 @@ def site(transactional_db: None, worker: WorkerProcess, clean_redis: None, tmp_p
             "SITE_DOMAIN": DOMAIN,
             "CADDY_TLS": f"{cert} {key}",
             "UPSTREAM": web.url.removeprefix("http://"),
+            "EVENTS_UPSTREAM": streams.url.removeprefix("http://"),
             "HTTP_PORT": str(http_port),
             "HTTPS_PORT": str(https_port),
             "BIND_ADDRESS": "127.0.0.1",
@@ -193,12 +204,19 @@ def site(transactional_db: None, worker: WorkerProcess, clean_redis: None, tmp_p
 
     wait_for(answering, timeout=30, interval=0.2, what=f"caddy to answer ({log})")
     yield Site(
-        web=web, proxy=proxy, https_url=https_url, http_url=f"http://{DOMAIN}:{http_port}", browser=browser
+        web=web,
+        events=streams,
+        proxy=proxy,
+        https_url=https_url,
+        http_url=f"http://{DOMAIN}:{http_port}",
+        browser=browser,
     )
     proxy.terminate()
     proxy.wait(timeout=30)
     web.process.terminate()
     web.process.wait(timeout=30)
+    streams.process.terminate()
+    streams.process.wait(timeout=30)
     _terminate_running_workflows()
 
 
@@ -258,6 +276,25 @@ def test_a_customer_books_through_the_tls_proxy_with_production_settings(site):
     cookies = {cookie.name: cookie for cookie in browser.cookies}
     assert {"sessionid", "csrftoken"} <= set(cookies)
     assert [name for name, cookie in cookies.items() if not cookie.secure] == [], "every cookie is Secure"
+
+
+def test_the_event_streams_come_through_the_proxy_on_the_sites_origin(site):
+    """Caddy sends /api/*/events to the streams' process (not gunicorn), and passes each event
+    on as it comes, uncompressed."""
+    from common import events
+
+    request = urllib.request.Request(site.https_url + "/api/flights/fl-101/events")
+    request.add_header("Accept-Encoding", "gzip, zstd")
+    with site.browser.opener.open(request, timeout=30) as reply:
+        assert reply.status == 200
+        assert reply.headers["Content-Type"] == "text/event-stream"
+        assert "Content-Encoding" not in reply.headers
+        assert reply.headers["Server"] != "gunicorn"
+        assert reply.readline() == b"retry: 2000\n"
+        events.publish(events.FLIGHT, "fl-101", {"seats": ["7C"]})
+        while not (line := reply.readline()).startswith(b"data:"):
+            assert line, "the stream ended"
+        assert json.loads(line.removeprefix(b"data: "))["seats"] == ["7C"]
 
 
 def test_the_probes_answer_through_the_proxy_and_any_host_directly(site):

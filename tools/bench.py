@@ -2,6 +2,7 @@
 
     python -m tools.bench [--url http://localhost:8000] [--status-seconds 20] [--rate 100]
                              [--booking-seconds 20] [--customers 8] [--json]
+    python -m tools.bench --streams 1000    # open event streams instead: tools/streams_bench.py
 
 It starts nothing: it creates orders as customers would, measures, and abandons every order it
 held (the confirmed ones stay booked: it reports how many seats it used). Only the standard
@@ -555,6 +556,8 @@ def _component(cmdline: str) -> str | None:
         return "web"
     if "manage.py runworker" in cmdline:
         return "worker"
+    if "booking_site.events_server" in cmdline:
+        return "events"
     if "temporal server start-dev" in cmdline:
         return "temporal"
     if f"{sys.prefix}/bin/redis-server" in cmdline:  # make run's own, not a system Redis
@@ -679,6 +682,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--booking-seconds", type=float, default=20.0)
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        help="measure N open event streams instead (memory per stream, idle CPU; tools/streams_bench.py)",
+    )
+    parser.add_argument(
+        "--events-url", default=f"http://localhost:{os.environ.get('EVENTS_SERVER_PORT', '8001')}"
+    )
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--compare-pages",
+        action="store_true",
+        help="with --streams: the seat map page served by gunicorn and by the streams' ASGI process",
+    )
+    parser.add_argument(
         "--codec-cost",
         action="store_true",
         help="book the floor plain and encrypted in alternating rounds: the codec's CPU per booking",
@@ -686,6 +704,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if urlsplit(args.url).hostname not in {"localhost", "127.0.0.1", "::1"}:
         parser.error("the bench only drives a stack on this machine (localhost)")
+    if args.streams:
+        from tools import streams_bench
+
+        return streams_bench.run(
+            args.url, args.events_url, args.streams, args.idle_seconds, pages=args.compare_pages
+        )
 
     probe = Customer(args.url)
     try:

@@ -4,6 +4,12 @@
 (function () {
   "use strict";
 
+  // Without EventSource (an old browser, a script that removed it) no stream is opened: the
+  // page polls, as it always does. (This runs before htmx processes the page.)
+  if (!("EventSource" in window)) {
+    document.querySelectorAll("[sse-connect]").forEach(function (el) { el.removeAttribute("sse-connect"); });
+  }
+
   // Server clock minus browser clock, from the server time sent with each countdown fragment:
   // the countdown follows the server's absolute deadline, whatever the browser's clock says.
   var offsets = new WeakMap();

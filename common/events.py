@@ -1,0 +1,235 @@
+"""Changes pushed: every committed change of an order or of a flight's seats, published on Redis
+pub/sub, and the subscriptions the event streams read (docs/ARCHITECTURE.md, "Changes pushed").
+
+Publishing (sync, wherever a row or a hold changes): ``order_changed`` and ``flight_changed``
+publish once the transaction commits (``transaction.on_commit``; at once outside one). One Lua
+script counts the change in the entity's sequence (``events:seq:<kind>:<id>``, a Redis counter)
+and publishes ``{"id": <sequence>, "version": ..., "at": <commit time>}`` on
+``events:<kind>:<id>`` in one step, so that a stream that reads the sequence after subscribing
+misses nothing: the sequence is the ``id:`` of the stream's events, and a reconnect that sends
+``Last-Event-ID`` gets an event at once when the sequence moved on meanwhile. An event says
+only "changed": the page fetches its fragment as its poll does, so a lost or repeated event costs
+at most a request. A publish that fails (Redis away) is logged and counted, never raised: the
+page's 2-second poll still shows the change.
+
+Subscribing (async, in the streams' ASGI process): one pub/sub connection per process, shared by
+every stream (``Hub``); each stream gets a queue of the events of its channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from redis.exceptions import RedisError
+
+from common import metrics
+
+logger = logging.getLogger(__name__)
+
+ORDER = "order"
+FLIGHT = "flight"
+KINDS = (ORDER, FLIGHT)
+# A sequence outlives its last change by a day: a page left open longer polls anyway.
+SEQUENCE_TTL_MS = 24 * 3600 * 1000
+
+# KEYS: the sequence. ARGV: the channel, the payload's other fields (a JSON object without its
+# opening brace), the sequence's TTL. Returns the new sequence.
+_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[1], '{"id":' .. seq .. ',' .. ARGV[2])
+return seq
+"""
+
+
+def channel(kind: str, ident: str) -> str:
+    return f"events:{kind}:{ident}"
+
+
+def sequence_key(kind: str, ident: str) -> str:
+    return f"events:seq:{kind}:{ident}"
+
+
+def order_changed(order_id: str, *, version: int | None = None, state: str | None = None) -> None:
+    """The order's row (or what its page shows of it) changed: publish once this commits."""
+    fields: dict[str, Any] = {"version": version, "state": state}
+    transaction.on_commit(lambda: publish(ORDER, order_id, fields))
+
+
+def flight_changed(flight_id: str, *, seats: list[str] | None = None) -> None:
+    """Seats of the flight were held, released or sold: publish once this commits."""
+    transaction.on_commit(lambda: publish(FLIGHT, flight_id, {"seats": sorted(seats or [])}))
+
+
+def publish(kind: str, ident: str, fields: dict[str, Any]) -> int | None:
+    """Publish now; the new sequence, or None when Redis could not be reached (or ``EVENTS`` is
+    off: nothing is published then)."""
+    from django_redis import get_redis_connection
+
+    if not settings.EVENTS:
+        return None
+    body = json.dumps({**fields, "at": time.time()}, separators=(",", ":"))[1:]
+    try:
+        redis = get_redis_connection("holds")
+        seq = redis.register_script(_PUBLISH)(
+            keys=[sequence_key(kind, ident)], args=[channel(kind, ident), body, SEQUENCE_TTL_MS]
+        )
+    except RedisError as error:
+        logger.warning("change of %s %s not published (Redis: %s): the poll shows it", kind, ident, error)
+        metrics.EVENTS_PUBLISHED.labels(kind=kind, outcome="failed").inc()
+        return None
+    metrics.EVENTS_PUBLISHED.labels(kind=kind, outcome="published").inc()
+    return int(seq)
+
+
+def sequence(kind: str, ident: str) -> str | None:
+    """The entity's sequence now ("0" before its first change), None when Redis is away: what a
+    page rendered now has seen, so that its stream sends what comes after."""
+    from django_redis import get_redis_connection
+
+    try:
+        value = get_redis_connection("holds").get(sequence_key(kind, ident))
+    except RedisError:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value or "0")
+
+
+# --- Subscribing (async) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    channel: str  # "" for a resync after a lost connection (every channel may have changed)
+    id: str  # the entity's sequence, as text
+    data: dict[str, Any]
+    raw: str
+
+
+RESYNC = Event(channel="", id="", data={"resync": True}, raw='{"resync":true}')
+
+
+class Hub:
+    """One Redis pub/sub connection for the whole process, fanned out to the streams' queues.
+
+    A lost connection is made again (every second) and every channel subscribed again; each
+    stream then gets ``RESYNC``, since a change may have gone by meanwhile."""
+
+    QUEUE_SIZE = 64  # a stream this far behind gets a resync instead (the page refetches)
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.Redis.from_url(url, health_check_interval=30)
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._queues: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    @property
+    def redis(self) -> Any:
+        """The hub's own client (its connection pool), for the streams' other commands."""
+        return self._redis
+
+    async def sequence(self, kind: str, ident: str) -> str:
+        value = await self._redis.get(sequence_key(kind, ident))
+        if value is None:
+            return "0"
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    @contextlib.asynccontextmanager
+    async def subscription(self, *names: str) -> AsyncIterator[asyncio.Queue[Event]]:
+        """One queue for the events of these channels (``channel(kind, id)``), while inside."""
+        queue: asyncio.Queue[Event] = asyncio.Queue(self.QUEUE_SIZE)
+        async with self._lock:
+            new = [name for name in names if not self._queues[name]]
+            for name in names:
+                self._queues[name].add(queue)
+            if new:
+                await self._pubsub.subscribe(*new)
+                self._subscribed.set()
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="events-hub")
+        try:
+            yield queue
+        finally:
+            async with self._lock:
+                gone = []
+                for name in names:
+                    self._queues[name].discard(queue)
+                    if not self._queues[name]:
+                        del self._queues[name]
+                        gone.append(name)
+                if gone:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._pubsub.unsubscribe(*gone)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                if not self._pubsub.subscribed:
+                    self._subscribed.clear()
+                    await self._subscribed.wait()
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as error:
+                logger.warning("event subscription lost (%s): subscribing again", error)
+                await asyncio.sleep(1.0)
+                await self._resubscribe()
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            name = message["channel"].decode()
+            raw = message["data"].decode()
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                continue
+            event = Event(channel=name, id=str(data.get("id", "")), data=data, raw=raw)
+            for queue in list(self._queues.get(name, ())):
+                _offer(queue, event)
+
+    async def _resubscribe(self) -> None:
+        async with self._lock:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.reset()
+                if self._queues:
+                    await self._pubsub.subscribe(*self._queues)
+                    self._subscribed.set()
+            for queues in self._queues.values():
+                for queue in queues:
+                    _offer(queue, RESYNC)
+
+    @property
+    def channels(self) -> int:
+        return len(self._queues)
+
+
+def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
+    try:
+        queue.put_nowait(event)
+    except asyncio.QueueFull:  # far behind: whatever it missed, one fetch catches up
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while True:
+                queue.get_nowait()
+        queue.put_nowait(RESYNC)
+
+
+_hubs: dict[int, Hub] = {}
+
+
+def hub() -> Hub:
+    """This event loop's hub (a process has one loop under uvicorn)."""
+    loop = id(asyncio.get_running_loop())
+    if loop not in _hubs:
+        _hubs[loop] = Hub(settings.REDIS_URL)
+    return _hubs[loop]

@@ -1,0 +1,266 @@
+"""Changes pushed (issue 27): each committed change of an order and of a flight's seats reaches
+the event streams of the streams' own process (uvicorn), in the browser's EventSource format, for
+the order's own session only, capped per session and per address; the pages open them and still
+poll. On the real stack: the live server and the worker write, the streams' server streams."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.helpers import ApiClient, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class Event:
+    name: str = "message"
+    id: str | None = None
+    data: str = ""
+    comments: list[str] = field(default_factory=list)
+    retry: int | None = None
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class Stream:
+    """One EventSource connection, read as a browser reads it (text/event-stream blocks)."""
+
+    def __init__(self, base: str, path: str, *, customer: ApiClient | None = None, **headers: str) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=15)
+        sent = {"Accept": "text/event-stream", **{k.replace("_", "-"): v for k, v in headers.items()}}
+        if customer is not None:
+            sent["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in customer.cookies)
+        self.connection.request("GET", path, headers=sent)
+        self.response = self.connection.getresponse()
+        self.status = self.response.status
+        self.headers = dict(self.response.getheaders())
+
+    def body(self) -> Any:
+        return json.loads(self.response.read())
+
+    def block(self) -> Event:
+        """The next block (an event, or comments and fields only)."""
+        event = Event()
+        while True:
+            line = self.response.readline().decode()
+            assert line, "the stream ended"
+            line = line.rstrip("\n")
+            if not line:
+                return event
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "":
+                event.comments.append(value)
+            elif name == "event":
+                event.name = value
+            elif name == "id":
+                event.id = value
+            elif name == "data":
+                event.data += value
+            elif name == "retry":
+                event.retry = int(value)
+
+    def event(self, *names: str) -> Event:
+        """The next event (skipping heartbeats), of one of ``names`` if given."""
+        while True:
+            block = self.block()
+            if block.data and (not names or block.name in names):
+                return block
+
+    def ended(self) -> bool:
+        return self.response.readline() == b""
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _order(stack, seats: list[str], flight: str = "fl-101") -> tuple[ApiClient, str]:
+    customer = stack.customer()
+    created = customer.create_order(flight, seats)
+    assert created.status == 201, created.text
+    return customer, created.json["orderId"]
+
+
+def test_each_committed_change_of_an_order_reaches_its_stream_then_it_closes(stack, event_streams):
+    customer, order_id = _order(stack, ["3A"])
+    stream = Stream(event_streams.url, f"/api/orders/{order_id}/events", customer=customer)
+    assert stream.status == 200
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    opening = stream.block()
+    assert opening.retry == 500, "retry: first (EVENTS_RETRY)"
+    assert opening.comments == ["open"]
+
+    paid = customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"})
+    assert paid.status == 202, paid.text
+
+    states, ids = [], []
+    while "CONFIRMED" not in states:
+        event = stream.event("order-changed", "seats-changed")
+        ids.append(event.id)
+        if event.name == "order-changed" and event.json.get("state"):
+            states.append(event.json["state"])
+            assert event.json["version"] >= 1 and event.json["at"] > 0
+    assert states[0] == "PAYMENT_PENDING" and states[-1] == "CONFIRMED", states
+    order_seq = [int(i.split("-")[0]) for i in ids]
+    assert order_seq == sorted(order_seq), "the order's sequence only goes up"
+    closing = stream.block()
+    assert closing.name == "close", "an ended order's stream says so"
+    assert stream.ended()
+    # Once ended, a new stream says so at once: the browser stops reconnecting.
+    again = Stream(event_streams.url, f"/api/orders/{order_id}/events", customer=customer)
+    assert again.status == 200 and again.event("close").data == "ended"
+
+
+def test_a_hold_by_anyone_reaches_the_flights_stream(stack, event_streams):
+    stream = Stream(event_streams.url, "/api/flights/fl-101/events")
+    assert stream.status == 200
+    _order(stack, ["4C"])
+    event = stream.event("seats-changed")
+    assert event.json["seats"] == ["4C"]
+    assert event.id == str(event.json["id"])
+
+
+def test_another_sessions_order_is_404_as_its_page(stack, event_streams):
+    _, order_id = _order(stack, ["5A"])
+    stranger = stack.customer()
+    stranger.get("/api/flights")  # a session of its own
+
+    for path in (f"/api/orders/{order_id}/events", "/api/orders/ord-xyz/events"):
+        refused = Stream(event_streams.url, path, customer=stranger)
+        assert refused.status == 404
+        assert refused.body()["error"] == "ORDER_NOT_FOUND"
+        assert stranger.get(path).status == 404, "the web says the same"
+    page = stranger.get(f"/orders/{order_id}/")
+    assert page.status == 404
+    assert Stream(event_streams.url, "/api/flights/fl-999/events").status == 404
+
+
+def test_a_reconnect_with_last_event_id_misses_nothing(stack, event_streams):
+    first = Stream(event_streams.url, "/api/flights/fl-101/events")
+    _order(stack, ["6A"])
+    seen = first.event("seats-changed").id
+    first.close()
+
+    _order(stack, ["6B"])  # while no stream is open
+
+    behind = Stream(event_streams.url, "/api/flights/fl-101/events", Last_Event_ID=seen)
+    assert behind.block().retry is not None
+    caught_up = behind.event("seats-changed")
+    assert int(caught_up.id) > int(seen), "the change made while away comes at once"
+    # Up to date: nothing comes but the heartbeat (EVENTS_HEARTBEAT=1s in the tests).
+    current = Stream(event_streams.url, f"/api/flights/fl-101/events?last={caught_up.id}")
+    current.block()
+    started = time.monotonic()
+    heartbeat = current.block()
+    assert heartbeat.comments == ["heartbeat"] and not heartbeat.data
+    assert time.monotonic() - started < 5
+
+
+def test_streams_are_capped_per_session_and_per_address(stack, event_streams):
+    customer, order_id = _order(stack, ["7A"])
+    path = f"/api/orders/{order_id}/events"
+    address = {"X_Forwarded_For": "198.51.100.7"}
+    open_streams = [Stream(event_streams.url, path, customer=customer, **address) for _ in range(3)]
+    assert [s.status for s in open_streams] == [200, 200, 200]
+
+    refused = Stream(event_streams.url, path, customer=customer, **address)
+    assert refused.status == 429
+    assert refused.body()["error"] == "TOO_MANY_STREAMS"
+    assert int(refused.headers["Retry-After"]) >= 1
+
+    open_streams.pop().close()  # a page closed: its stream stops counting
+    wait_for(
+        lambda: Stream(event_streams.url, path, customer=customer, **address).status == 200,
+        timeout=10,
+        what="a stream to open again once one closed",
+    )
+
+    # Per address, across sessions (no session at all on a seat map): 20 in the tests.
+    other = {"X_Forwarded_For": "198.51.100.8"}
+    maps = [Stream(event_streams.url, "/api/flights/fl-202/events", **other) for _ in range(20)]
+    assert all(s.status == 200 for s in maps)
+    over = Stream(event_streams.url, "/api/flights/fl-202/events", **other)
+    assert over.status == 429 and over.body()["error"] == "TOO_MANY_STREAMS"
+    elsewhere = Stream(event_streams.url, "/api/flights/fl-202/events", X_Forwarded_For="198.51.100.9")
+    assert elsewhere.status == 200, "another address is not counted with it"
+
+
+def test_the_web_itself_answers_a_stream_204_so_the_browser_stops_and_polls(stack, event_streams):
+    customer, order_id = _order(stack, ["8A"])
+    assert customer.get(f"/api/orders/{order_id}/events").status == 204
+    assert customer.get("/api/flights/fl-101/events").status == 204
+
+
+def test_the_pages_open_their_streams_and_keep_their_poll(stack, event_streams, settings):
+    customer, order_id = _order(stack, ["9A"])
+    page = customer.get(f"/orders/{order_id}/").text
+    connect = re.search(r'sse-connect="([^"]+)"', page)
+    assert connect, "the order page opens its stream"
+    wanted = rf"http://[a-z0-9.]+:{event_streams.port}/api/orders/{order_id}/events\?last=\d+-\d+"
+    assert re.fullmatch(wanted, connect.group(1)), connect.group(1)
+    assert 'hx-trigger="every 2s, sse:order-changed, sse:seats-changed"' in page
+    assert 'hx-sync="this:replace"' in page, "a change during a fetch is not dropped with it"
+    seat_map = customer.get("/flights/fl-101/").text
+    assert f":{event_streams.port}/api/flights/fl-101/events?last=" in seat_map
+    assert 'hx-trigger="every 2s, sse:seats-changed"' in seat_map
+    # The stream takes the page's origin (another port of the same host) with its cookies.
+    origin = stack.url.replace("127.0.0.1", "localhost")
+    cross = Stream(
+        event_streams.url.replace("127.0.0.1", "localhost"),
+        f"/api/orders/{order_id}/events",
+        customer=customer,
+        Origin=origin,
+    )
+    assert cross.status == 200
+    assert cross.headers["Access-Control-Allow-Origin"] == origin
+    assert cross.headers["Access-Control-Allow-Credentials"] == "true"
+    foreign = Stream(event_streams.url, "/api/flights/fl-101/events", Origin="https://evil.example")
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+
+    settings.EVENTS = False
+    assert "sse-connect" not in customer.get(f"/orders/{order_id}/").text
+    assert "sse-connect" not in customer.get("/flights/fl-101/").text
+
+
+def test_the_streams_server_counts_streams_events_and_their_delay(stack, event_streams):
+    def scrape() -> str:
+        with urllib.request.urlopen(event_streams.metrics_url, timeout=5) as reply:
+            return reply.read().decode()
+
+    def sample(text: str, name: str) -> float:
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    before = scrape()
+    stream = Stream(event_streams.url, "/api/flights/fl-303/events")
+    wait_for(lambda: sample(scrape(), 'booking_streams_open{kind="flight"}') >= 1, what="the open stream")
+    _order(stack, ["2A"], flight="fl-303")
+    stream.event("seats-changed")
+    after = wait_for(
+        lambda: (
+            (t := scrape())
+            and sample(t, 'booking_events_delivered_total{kind="flight"}')
+            > sample(before, 'booking_events_delivered_total{kind="flight"}')
+            and t
+        ),
+        what="the delivery counted",
+    )
+    assert sample(after, 'booking_event_delivery_seconds_count{kind="flight"}') >= 1
+    stream.close()
+    wait_for(
+        lambda: sample(scrape(), 'booking_streams_open{kind="flight"}') == 0,
+        timeout=10,
+        what="the closed stream no longer counted",
+    )
