@@ -34,21 +34,13 @@ def main() -> None:
         sys.exit(2)
     import uvicorn
     from django.conf import settings
-    from prometheus_client import start_http_server
 
+    from booking_site.metrics import serve_or_exit
     from common import metrics
 
     metrics.start_stream_series()
     if settings.EVENTS_METRICS_PORT:
-        try:
-            start_http_server(settings.EVENTS_METRICS_PORT, addr=settings.METRICS_HOST)
-        except OSError as error:
-            print(
-                f"configuration error: cannot serve metrics on {settings.METRICS_HOST}:"
-                f"{settings.EVENTS_METRICS_PORT} ({error}): set EVENTS_METRICS_PORT (0 turns them off)",
-                file=sys.stderr,
-            )
-            sys.exit(2)
+        serve_or_exit(settings.EVENTS_METRICS_PORT, "EVENTS_METRICS_PORT")
     # A stream is a socket: as many as the system lets this process have.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:

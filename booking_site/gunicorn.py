@@ -109,8 +109,9 @@ _metrics_server: list[object] = []  # the master's metrics server, once it liste
 def when_ready(server: object) -> None:
     """Serve the metrics of every worker process, summed, from the master."""
     from django.conf import settings
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import CollectorRegistry, multiprocess
 
+    from booking_site.metrics import serve_or_exit
     from common import metrics
 
     if not settings.METRICS_PORT:
@@ -118,16 +119,7 @@ def when_ready(server: object) -> None:
     metrics.start_web_series()
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    try:
-        httpd, _ = start_http_server(settings.METRICS_PORT, addr=settings.METRICS_HOST, registry=registry)
-        _metrics_server.append(httpd)
-    except OSError as error:
-        print(
-            f"configuration error: cannot serve metrics on {settings.METRICS_HOST}:"
-            f"{settings.METRICS_PORT} ({error}): set METRICS_PORT (0 turns them off)",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    _metrics_server.append(serve_or_exit(settings.METRICS_PORT, "METRICS_PORT", registry))
 
 
 def post_fork(server: object, worker: object) -> None:

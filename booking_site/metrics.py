@@ -7,10 +7,12 @@ which each write theirs to ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's mul
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from common import metrics
 
@@ -43,3 +45,20 @@ class StatusLatencyMiddleware:
         if view is not None:
             metrics.STATUS_REQUEST_DURATION.labels(view=view).observe(time.perf_counter() - started)
         return response
+
+
+def serve_or_exit(port: int, setting: str, registry: CollectorRegistry = REGISTRY) -> object:
+    """Serve ``registry`` on ``METRICS_HOST:port`` (the web's master process, the streams'
+    process); a port that cannot be had stops the process with one line naming its setting."""
+    from django.conf import settings
+
+    try:
+        server, _ = start_http_server(port, addr=settings.METRICS_HOST, registry=registry)
+    except OSError as error:
+        print(
+            f"configuration error: cannot serve metrics on {settings.METRICS_HOST}:{port} ({error}): "
+            f"set {setting} (0 turns them off)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return server

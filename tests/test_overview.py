@@ -138,8 +138,14 @@ def test_an_order_nothing_moves_on_shows_as_overdue(operator, demo_flights):
     assert f"/workflows/booking-{stuck.id}" in html
 
 
-def _charge(order: Order, status: ChargeStatus, *, age: timedelta = timedelta(0)) -> None:
+def _charge(
+    order: Order, status: ChargeStatus, *, age: timedelta = timedelta(0), amount: int | None = None
+) -> None:
     at = timezone.now() - age
+    refunded = status == ChargeStatus.REFUNDED
+    money = (
+        {} if amount is None else {"amount": amount, "currency": "USD", "refunded_amount": amount * refunded}
+    )
     Charge.objects.create(
         id=f"ch_{order.id[-20:]:0>24}",
         idempotency_key=charge_key(order.id),
@@ -147,7 +153,8 @@ def _charge(order: Order, status: ChargeStatus, *, age: timedelta = timedelta(0)
         attempt=1,
         status=status,
         charged_at=at,
-        refunded_at=at if status == ChargeStatus.REFUNDED else None,
+        refunded_at=at if refunded else None,
+        **money,
     )
 
 
@@ -179,25 +186,9 @@ def test_the_overview_links_grafana_and_traces_once_configured(operator, setting
 
 
 def test_the_money_module_shows_takings_and_refunds_today_in_amounts(operator, demo_flights, clean_redis):
-    now = timezone.now()
-    kept, refunded, yesterday = (_order(State.CONFIRMED), _order(State.FAILED), _order(State.CONFIRMED))
-    for order, status, amount, at in [
-        (kept, ChargeStatus.CHARGED, 45900, now),
-        (refunded, ChargeStatus.REFUNDED, 19900, now),
-        (yesterday, ChargeStatus.CHARGED, 10000, now - timedelta(days=1, hours=1)),
-    ]:
-        Charge.objects.create(
-            id=f"ch_{order.id[-24:]:0>24}",
-            idempotency_key=charge_key(order.id),
-            order=order,
-            attempt=1,
-            status=status,
-            charged_at=at,
-            refunded_at=at if status == ChargeStatus.REFUNDED else None,
-            amount=amount,
-            currency="USD",
-            refunded_amount=amount if status == ChargeStatus.REFUNDED else 0,
-        )
+    _charge(_order(State.CONFIRMED), ChargeStatus.CHARGED, amount=45900)
+    _charge(_order(State.FAILED), ChargeStatus.REFUNDED, amount=19900)
+    _charge(_order(State.CONFIRMED), ChargeStatus.CHARGED, amount=10000, age=timedelta(days=1, hours=1))
 
     page = operator.get(URL).content.decode()
 

@@ -121,6 +121,21 @@ def _seat_taken_rounds(watcher: Page, new_context, url: str, seats: list[str]) -
     return rounds
 
 
+def _report_pushed(name: str, rounds: list[Round], *, cause: str) -> int:
+    """Print the rounds' figures; every change must have come as an event. Returns in how many
+    rounds the fetch that showed it was the one an event (``cause``, a prefix) triggered."""
+    pushed = sum(why.startswith(cause) for _, why, _ in rounds)
+    commits = [commit for _, _, commit in rounds]
+    assert None not in commits, f"{name}: every change came as an event"
+    _report(
+        name,
+        [latency for latency, _, _ in rounds],
+        f"; shown by the pushed fetch in {pushed} of {len(rounds)} rounds",
+        committed=commits,  # type: ignore[arg-type]
+    )
+    return pushed
+
+
 def test_a_seat_taken_in_one_browser_shows_in_another_through_the_stream(new_context, stack, event_streams):
     watcher = new_context().new_page()
     watcher.add_init_script(RECORDER)
@@ -129,15 +144,7 @@ def test_a_seat_taken_in_one_browser_shows_in_another_through_the_stream(new_con
 
     rounds = _seat_taken_rounds(watcher, new_context, stack.url, [f"{row}C" for row in range(2, 2 + ROUNDS)])
 
-    pushed = sum(cause == "sse:seats-changed" for _, cause, _ in rounds)
-    commits = [commit for _, _, commit in rounds]
-    assert None not in commits, "every change came as an event"
-    _report(
-        "seat taken, with the stream",
-        [latency for latency, _, _ in rounds],
-        f"; shown by the pushed fetch in {pushed} of {len(rounds)} rounds",
-        committed=commits,  # type: ignore[arg-type]
-    )
+    pushed = _report_pushed("seat taken, with the stream", rounds, cause="sse:seats-changed")
     events = watcher.evaluate("window.__events")
     assert len([e for e in events if e["type"] == "seats-changed"]) >= ROUNDS, events
     # A poll due at that instant may win a race now and then; the push wins the rest.
@@ -177,15 +184,7 @@ def test_booking_confirmed_after_00000_shows_in_another_browser_through_the_stre
         new_context, stack.url, [f"{r}A" for r in range(10, 10 + ROUNDS)], eventsource=True
     )
 
-    pushed = sum(cause.startswith("sse:") for _, cause, _ in rounds)
-    commits = [commit for _, _, commit in rounds]
-    assert None not in commits, "CONFIRMED came as an event every time"
-    _report(
-        "'Booking confirmed' after 00000, with the stream",
-        [latency for latency, _, _ in rounds],
-        f"; shown by the pushed fetch in {pushed} of {len(rounds)} rounds",
-        committed=commits,  # type: ignore[arg-type]
-    )
+    pushed = _report_pushed("'Booking confirmed' after 00000, with the stream", rounds, cause="sse:")
     assert pushed >= ROUNDS - 2, rounds
     _report("commit to event in the page (both tests above)", sorted(DELIVERIES))
 
