@@ -180,7 +180,7 @@ def test_on_the_seat_map_a_limit_is_a_message_beside_it_and_nothing_is_held(limi
 
     fragment = reply.content.decode()
     assert "At most 30 seats can be held at once from your address" in fragment
-    assert 'aria-label="Seat 3A, available"' in fragment
+    assert 'aria-label="Seat 3A, available,' in fragment
     assert "At most 30 seats can be held at once from your address" in plain.content.decode()
     assert reserved(limited, "fl-202") == 0
 

@@ -41,7 +41,7 @@ class Stream:
         self.connection = http.client.HTTPConnection(host, int(port), timeout=15)
         sent = {"Accept": "text/event-stream", **{k.replace("_", "-"): v for k, v in headers.items()}}
         if customer is not None:
-            sent["Cookie"] = "; ".join(f"{c.name}={c.value}" for c in customer.cookies)
+            sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in customer.cookies.items())
         self.connection.request("GET", path, headers=sent)
         self.response = self.connection.getresponse()
         self.status = self.response.status
