@@ -450,6 +450,9 @@ async def test_an_approved_payment_confirms_and_lets_the_holds_go(world):
         (3, State.PAYMENT_PROCESSING),
         (4, State.CONFIRMED),
     ]
+    # The Temporal UI lists the booking by the state it ended in.
+    attributes = (await booking.handle.describe()).typed_search_attributes
+    assert attributes.get(SearchAttributes.BOOKING_STATE) == State.CONFIRMED.value
 
 
 async def test_a_sale_refused_by_the_constraint_refunds_then_releases(world):
