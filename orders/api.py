@@ -106,11 +106,7 @@ def order_create(request: HttpRequest) -> JsonResponse:
     def create() -> BookingStatus:
         flight, seats = validation.new_order(body)
         return workflow_calls.create_order(
-            order_request=order_request,
-            flight=flight,
-            seats=seats,
-            session=request.session,
-            client=hoarding.client_of(request),
+            order_request=order_request, flight=flight, seats=seats, client=hoarding.client_of(request)
         )
 
     result = idempotency.carry_out(order_request, create)

@@ -23,10 +23,11 @@ Every refusal is a ``common.ratelimit.Limited``: nothing held, no workflow start
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import connection
 from django.db.models import F, Func, IntegerField, Min, Q, QuerySet, Sum
 from django.http import HttpRequest
@@ -48,15 +49,19 @@ DEFAULT_RETRY_AFTER = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class Client:
-    """Who asks: the client address (``common.clients``) and the orders of the session."""
+    """Who asks: the client address (``common.clients``), the orders of the session, and the
+    session itself (a new order is remembered in it)."""
 
     address: str
     order_ids: tuple[str, ...]
+    session: SessionBase | None = field(default=None, compare=False)
 
 
 def client_of(request: HttpRequest) -> Client:
     return Client(
-        address=clients.client_address(request), order_ids=tuple(request.session.get(SESSION_KEY, []))
+        address=clients.client_address(request),
+        order_ids=tuple(request.session.get(SESSION_KEY, [])),
+        session=request.session,
     )
 
 

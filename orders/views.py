@@ -143,7 +143,6 @@ def start(request: HtmxHttpRequest, flight_id: str) -> HttpResponse:
                     order_request=order_request,
                     flight=flight,
                     seats=seats,
-                    session=request.session,
                     client=hoarding.client_of(request),
                 )
             assert order is not None  # a seat change is of an order this session holds

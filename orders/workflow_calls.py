@@ -24,7 +24,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import SessionBase
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
@@ -109,14 +108,9 @@ def _start(order: Order) -> dict[str, Any]:
 
 
 def create_order(
-    *,
-    order_request: OrderRequest,
-    flight: Flight,
-    seats: list[str],
-    session: SessionBase,
-    client: hoarding.Client,
+    *, order_request: OrderRequest, flight: Flight, seats: list[str], client: hoarding.Client
 ) -> BookingStatus:
-    """Start a new order for the session, holding ``seats`` (or, when this is a retry of a create
+    """Start a new order for the client's session, holding ``seats`` (or, when this is a retry of a create
     whose answer was late, carry on with the order that create made).
 
     The order's row and its ownership are saved before Temporal hears of it, so the customer can
@@ -126,6 +120,8 @@ def create_order(
     """
     if order_request.order is not None:
         return hold_first_seats(order=order_request.order)
+    session = client.session
+    assert session is not None  # a customer's create always comes with their session
     order = order_rows.new_order(flight=flight, seats=seats, client=client)
     idempotency.attach(order_request, order)
     ownership.remember(session, order.id)
