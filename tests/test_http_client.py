@@ -18,6 +18,7 @@ from tools.bench import Customer
 from tools.http_client import Session
 
 RECEIVED: Counter[str] = Counter()  # requests that reached the server, by path
+SLOW_ANSWERED = threading.Event()  # the server has answered /slow (after the client gave up)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -43,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
             cookies = ['sessionid=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/']
         elif self.path == "/slow":
             time.sleep(1)
+            SLOW_ANSWERED.set()
         elif self.path == "/text":
             self.reply(502, b"<html>Bad gateway</html>", cookies)
             return
@@ -125,7 +127,7 @@ def test_a_request_that_timed_out_is_not_sent_again(url: str) -> None:
 
     with pytest.raises(TimeoutError):
         session.request("POST", "/slow", {"n": 1})
-    time.sleep(1.2)
+    assert SLOW_ANSWERED.wait(timeout=10), "the server finished the first request"
     assert RECEIVED["/slow"] == 1
     assert session.request("GET", "/echo").status == 200  # and the session goes on
 
