@@ -210,11 +210,14 @@ def test_the_pages_open_their_streams_and_keep_their_poll(stack, event_streams, 
     assert connect, "the order page opens its stream"
     wanted = rf"http://[a-z0-9.]+:{event_streams.port}/api/orders/{order_id}/events\?last=\d+-\d+"
     assert re.fullmatch(wanted, connect.group(1)), connect.group(1)
-    assert 'hx-trigger="every 2s, sse:order-changed, sse:seats-changed"' in page
-    assert 'hx-sync="this:replace"' in page, "a change during a fetch is not dropped with it"
+    # The wrapper that opens the stream hears its events (no swap replaces it) and has the live
+    # fragment fetch itself ("pushed", static/js/booking.js), which still polls every 2 s.
+    assert 'hx-trigger="sse:order-changed, sse:seats-changed" data-pushes-to="order-live"' in page
+    assert re.search(r'id="order-live"[^>]*hx-trigger="every 2s, pushed"', page)
     seat_map = customer.get("/flights/fl-101/").text
     assert f":{event_streams.port}/api/flights/fl-101/events?last=" in seat_map
-    assert 'hx-trigger="every 2s, sse:seats-changed"' in seat_map
+    assert 'hx-trigger="sse:seats-changed" data-pushes-to="seat-map"' in seat_map
+    assert re.search(r'id="seat-map"[^>]*hx-trigger="every 2s, pushed"', seat_map)
     # The stream takes the page's origin (another port of the same host) with its cookies.
     origin = stack.url.replace("127.0.0.1", "localhost")
     cross = Stream(

@@ -10,6 +10,60 @@
     document.querySelectorAll("[sse-connect]").forEach(function (el) { el.removeAttribute("sse-connect"); });
   }
 
+  // Pushed changes. The element that opens a stream ([data-pushes-to]: the id of the live
+  // fragment it refreshes) also listens to its events: no swap replaces it, so no event is lost
+  // while htmx swaps a new copy of the fragment in. Each event asks the fragment for a fresh copy
+  // (the "pushed" trigger), one fetch at a time: an event that comes while a fetch of it is under
+  // way (pushed or polled), or while the copy it brought is not live yet (htmx makes a new copy
+  // live after its 20 ms settle, and a trigger before that goes nowhere), asks for one more fetch
+  // once the new copy is live. So the last change is always fetched, and a burst of events costs
+  // two fetches, not one each (a fetch cancelled in the browser still costs the server the page).
+  var pushes = {}; // by fragment id: {busy, settling, again}
+
+  function pushTarget(id) {
+    if (!pushes[id] && id && document.querySelector("[data-pushes-to='" + id + "']")) {
+      pushes[id] = { busy: false, settling: false, again: false };
+    }
+    return pushes[id];
+  }
+
+  function fetchPushed(id) {
+    var state = pushTarget(id), fragment = document.getElementById(id);
+    // A final fragment (the order ended, the flight departed) has no fetch of its own any more.
+    if (!state || !fragment || !fragment.hasAttribute("hx-get")) { return; }
+    if (state.busy || state.settling) { state.again = true; return; }
+    state.again = false;
+    htmx.trigger(fragment, "pushed");
+  }
+
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var id = event.target.dataset && event.target.dataset.pushesTo;
+    if (id) { fetchPushed(id); }
+  });
+
+  // The element that made the request: once the fragment is swapped out, htmx tells
+  // htmx:afterRequest from the nearest element still in the page (as detail.elt).
+  function requester(event) { return (event.detail.requestConfig || {}).elt || event.detail.elt; }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = requester(event), state = pushTarget(elt.id);
+    if (state && elt.hasAttribute("hx-get")) { state.busy = true; }
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var elt = requester(event), state = pushes[elt.id];
+    if (!state || !state.busy || !elt.hasAttribute("hx-get")) { return; }
+    state.busy = false;
+    // Swapped: wait for the new copy to be live (htmx:load). Not swapped (204, an error): go on.
+    state.settling = document.getElementById(elt.id) !== elt;
+    if (state.again) { fetchPushed(elt.id); }
+  });
+  document.addEventListener("htmx:load", function (event) {
+    var state = pushes[event.target.id];
+    if (!state) { return; }
+    state.settling = false;
+    if (state.again) { fetchPushed(event.target.id); }
+  });
+
   // Server clock minus browser clock, from the server time sent with each countdown fragment:
   // the countdown follows the server's absolute deadline, whatever the browser's clock says.
   var offsets = new WeakMap();

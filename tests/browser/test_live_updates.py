@@ -26,11 +26,20 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "live-updates.t
 
 # Recorded in the watching page from its first script on: when each seat first showed as held by
 # someone else, when the banner first said "Booking confirmed", the htmx requests with what
-# triggered them, the stream's events, and whether the stream is open.
+# triggered them, the stream's events, whether the stream is open, and the most fetches of a live
+# fragment (the order's, the seat map) under way at once.
 RECORDER = """
 (() => {
   window.__seen = {}; window.__confirmedAt = null; window.__requests = []; window.__events = [];
-  window.__open = false;
+  window.__open = false; window.__fetching = 0; window.__mostFetching = 0;
+  const live = e => {
+    const elt = (e.detail.requestConfig || {}).elt || e.detail.elt;  // who asked, even once swapped out
+    return elt.id === "order-live" || elt.id === "seat-map" && elt.tagName === "SECTION";
+  };
+  document.addEventListener("htmx:beforeRequest", e => {
+    if (live(e)) { window.__fetching += 1; window.__mostFetching = Math.max(window.__mostFetching, window.__fetching); }
+  });
+  document.addEventListener("htmx:afterRequest", e => { if (live(e)) { window.__fetching -= 1; } });
   const scan = () => {
     document.querySelectorAll("button.seat--reserved").forEach(b => {
       if (!(b.id in window.__seen)) { window.__seen[b.id] = Date.now(); }
@@ -89,6 +98,7 @@ def _cause(page: Page, seen_at: float, path: str) -> str:
 
 
 DELIVERIES: list[float] = []  # ms from a change's commit to its event in the page, every round
+FETCHES: list[int] = []  # fetches of the order's fragment from the payment to "Booking confirmed"
 
 
 def _committed_at(page: Page, started: float, match) -> float | None:
@@ -144,11 +154,12 @@ def test_a_seat_taken_in_one_browser_shows_in_another_through_the_stream(new_con
 
     rounds = _seat_taken_rounds(watcher, new_context, stack.url, [f"{row}C" for row in range(2, 2 + ROUNDS)])
 
-    pushed = _report_pushed("seat taken, with the stream", rounds, cause="sse:seats-changed")
+    pushed = _report_pushed("seat taken, with the stream", rounds, cause="pushed")
     events = watcher.evaluate("window.__events")
     assert len([e for e in events if e["type"] == "seats-changed"]) >= ROUNDS, events
     # A poll due at that instant may win a race now and then; the push wins the rest.
     assert pushed >= ROUNDS - 2, rounds
+    assert watcher.evaluate("window.__mostFetching") == 1, "one fetch of the map at a time"
 
 
 def _confirmed_rounds(new_context, url: str, seats: list[str], *, eventsource: bool) -> list[Round]:
@@ -173,6 +184,10 @@ def _confirmed_rounds(new_context, url: str, seats: list[str], *, eventsource: b
         expect(other.locator("#banner")).to_contain_text("Booking confirmed")
         commit = _committed_at(other, started, lambda data: data.get("state") == "CONFIRMED")
         rounds.append((confirmed - started, _cause(other, confirmed, "/orders/"), commit))
+        requests = other.evaluate("window.__requests")
+        FETCHES.append(len([r for r in requests if started <= r["at"] <= confirmed and "poll=1" in r["path"]]))
+        # However many events a payment brings (about eight), one fetch at a time.
+        assert other.evaluate("window.__mostFetching") == 1
         other.context.close()
     return rounds
 
@@ -184,8 +199,9 @@ def test_booking_confirmed_after_00000_shows_in_another_browser_through_the_stre
         new_context, stack.url, [f"{r}A" for r in range(10, 10 + ROUNDS)], eventsource=True
     )
 
-    pushed = _report_pushed("'Booking confirmed' after 00000, with the stream", rounds, cause="sse:")
+    pushed = _report_pushed("'Booking confirmed' after 00000, with the stream", rounds, cause="pushed")
     assert pushed >= ROUNDS - 2, rounds
+    print(f"\n[live updates] fetches of the order's fragment from paying to shown: {FETCHES}")
     _report("commit to event in the page (both tests above)", sorted(DELIVERIES))
 
 
