@@ -18,6 +18,28 @@ import pytest
 from tests.helpers import ApiClient, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+OPENED: list[Stream] = []  # this test's streams, closed when it ends
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return reply.read().decode()
+
+
+def _open_streams(metrics: str) -> float:
+    return sum(float(n) for n in re.findall(r"^booking_streams_open\{[^}]*\} (\S+)$", metrics, re.M))
+
+
+@pytest.fixture(autouse=True)
+def streams_closed(request):
+    """Each test's streams are closed when it ends, and the streams' server has let them all go
+    before the next test counts its own: a stream's end is noticed and counted at once."""
+    server = request.getfixturevalue("events_server") if "event_streams" in request.fixturenames else None
+    yield
+    while OPENED:
+        OPENED.pop().close()
+    if server is not None:
+        wait_for(lambda: _open_streams(_scrape(server.metrics_url)) == 0, what="every closed stream let go")
 
 
 @dataclass
@@ -46,6 +68,7 @@ class Stream:
         self.response = self.connection.getresponse()
         self.status = self.response.status
         self.headers = dict(self.response.getheaders())
+        OPENED.append(self)
 
     def body(self) -> Any:
         return json.loads(self.response.read())
@@ -83,6 +106,7 @@ class Stream:
         return self.response.readline() == b""
 
     def close(self) -> None:
+        self.response.close()
         self.connection.close()
 
 
@@ -239,8 +263,7 @@ def test_the_pages_open_their_streams_and_keep_their_poll(stack, event_streams, 
 
 def test_the_streams_server_counts_streams_events_and_their_delay(stack, event_streams):
     def scrape() -> str:
-        with urllib.request.urlopen(event_streams.metrics_url, timeout=5) as reply:
-            return reply.read().decode()
+        return _scrape(event_streams.metrics_url)
 
     def sample(text: str, name: str) -> float:
         found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
