@@ -22,6 +22,7 @@ from tests.browser.test_booking_flow import WAIT, hold, open_flight
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 ROUNDS = 6
+POLL_ROUNDS = 4  # poll only: where a change lands in the 2-second cycle is chance, as the figures show
 RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "live-updates.txt"
 
 # Recorded in the watching page from its first script on: when each seat first showed as held by
@@ -37,7 +38,9 @@ RECORDER = """
     return elt.id === "order-live" || elt.id === "seat-map" && elt.tagName === "SECTION";
   };
   document.addEventListener("htmx:beforeRequest", e => {
-    if (live(e)) { window.__fetching += 1; window.__mostFetching = Math.max(window.__mostFetching, window.__fetching); }
+    if (!live(e)) { return; }
+    window.__fetching += 1;
+    window.__mostFetching = Math.max(window.__mostFetching, window.__fetching);
   });
   document.addEventListener("htmx:afterRequest", e => { if (live(e)) { window.__fetching -= 1; } });
   const scan = () => {
@@ -185,7 +188,9 @@ def _confirmed_rounds(new_context, url: str, seats: list[str], *, eventsource: b
         commit = _committed_at(other, started, lambda data: data.get("state") == "CONFIRMED")
         rounds.append((confirmed - started, _cause(other, confirmed, "/orders/"), commit))
         requests = other.evaluate("window.__requests")
-        FETCHES.append(len([r for r in requests if started <= r["at"] <= confirmed and "poll=1" in r["path"]]))
+        FETCHES.append(
+            len([r for r in requests if started <= r["at"] <= confirmed and "poll=1" in r["path"]])
+        )
         # However many events a payment brings (about eight), one fetch at a time.
         assert other.evaluate("window.__mostFetching") == 1
         other.context.close()
@@ -221,7 +226,9 @@ def test_without_eventsource_the_pages_work_as_before_by_their_poll(new_context,
     open_flight(watcher, stack.url)
     assert watcher.evaluate("typeof window.EventSource") == "undefined"
 
-    rounds = _seat_taken_rounds(watcher, new_context, stack.url, [f"{row}F" for row in range(2, 2 + ROUNDS)])
+    rounds = _seat_taken_rounds(
+        watcher, new_context, stack.url, [f"{row}F" for row in range(2, 2 + POLL_ROUNDS)]
+    )
     _report("seat taken, poll only (EventSource removed)", [latency for latency, _, _ in rounds])
     assert not [cause for _, cause, _ in rounds if cause], "each change came by the 2-second poll"
 
@@ -235,7 +242,7 @@ def test_without_eventsource_the_pages_work_as_before_by_their_poll(new_context,
 
     # And another browser of the same customer, following the order by its poll alone.
     rounds = _confirmed_rounds(
-        new_context, stack.url, [f"{r}B" for r in range(10, 10 + ROUNDS)], eventsource=False
+        new_context, stack.url, [f"{r}B" for r in range(10, 10 + POLL_ROUNDS)], eventsource=False
     )
     _report("'Booking confirmed' after 00000, poll only (EventSource removed)", [x for x, _, _ in rounds])
     assert not [cause for _, cause, _ in rounds if cause], "each came by the 2-second poll"
