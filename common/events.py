@@ -121,8 +121,8 @@ RESYNC = Event(channel="", id="", data={"resync": True}, raw='{"resync":true}')
 class Hub:
     """One Redis pub/sub connection for the whole process, fanned out to the streams' queues.
 
-    A lost connection is made again (every second) and every channel subscribed again; each
-    stream then gets ``RESYNC``, since a change may have gone by meanwhile."""
+    A lost connection is made again (every second, until Redis answers) and every channel
+    subscribed again; each stream then gets ``RESYNC``, since a change may have gone by meanwhile."""
 
     QUEUE_SIZE = 64  # a stream this far behind gets a resync instead (the page refetches)
 
@@ -149,15 +149,16 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def subscription(self, *names: str) -> AsyncIterator[asyncio.Queue[Event]]:
-        """One queue for the events of these channels (``channel(kind, id)``), while inside."""
+        """One queue for the events of these channels (``channel(kind, id)``), while inside.
+        Raises RedisError (nothing kept) when a channel new to the process cannot be subscribed."""
         queue: asyncio.Queue[Event] = asyncio.Queue(self.QUEUE_SIZE)
         async with self._lock:
-            new = [name for name in names if not self._queues[name]]
-            for name in names:
-                self._queues[name].add(queue)
+            new = [name for name in names if name not in self._queues]
             if new:
                 await self._pubsub.subscribe(*new)
                 self._subscribed.set()
+            for name in names:
+                self._queues[name].add(queue)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="events-hub")
         try:
@@ -183,7 +184,6 @@ class Hub:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as error:
                 logger.warning("event subscription lost (%s): subscribing again", error)
-                await asyncio.sleep(1.0)
                 await self._resubscribe()
                 continue
             if message is None or message.get("type") != "message":
@@ -199,15 +199,25 @@ class Hub:
                 _offer(queue, event)
 
     async def _resubscribe(self) -> None:
-        async with self._lock:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.reset()
-                if self._queues:
-                    await self._pubsub.subscribe(*self._queues)
-                    self._subscribed.set()
-            for queues in self._queues.values():
-                for queue in queues:
-                    _offer(queue, RESYNC)
+        """Subscribe every channel again, every second until Redis answers; only then tell each
+        stream to resync: its page's fetch comes after the subscription is back, so that nothing
+        committed after that fetch goes unheard."""
+        while True:
+            await asyncio.sleep(1.0)
+            async with self._lock:
+                try:
+                    await self._pubsub.reset()
+                    if self._queues:
+                        await self._pubsub.subscribe(*self._queues)
+                        self._subscribed.set()
+                except (RedisError, OSError) as error:
+                    logger.debug("event subscription not back yet (%s)", error)
+                    continue
+                for queues in self._queues.values():
+                    for queue in queues:
+                        _offer(queue, RESYNC)
+                logger.info("event subscription back: %d channels", len(self._queues))
+                return
 
     @property
     def channels(self) -> int:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from common import events
+from tests.conftest import EVENTS_ENV, start_events_server
 from tests.helpers import ApiClient, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,12 +97,15 @@ class Stream:
             elif name == "retry":
                 event.retry = int(value)
 
-    def event(self, *names: str) -> Event:
-        """The next event (skipping heartbeats), of one of ``names`` if given."""
+    def event(self, *names: str, within: float = 20) -> Event:
+        """The next event (skipping heartbeats), of one of ``names`` if given, within ``within``
+        seconds (the heartbeats alone would keep the reading going for ever)."""
+        deadline = time.monotonic() + within
         while True:
             block = self.block()
             if block.data and (not names or block.name in names):
                 return block
+            assert time.monotonic() < deadline, f"no {' or '.join(names) or 'event'} within {within} s"
 
     def ended(self) -> bool:
         return self.response.readline() == b""
@@ -290,3 +295,30 @@ def test_the_streams_server_counts_streams_events_and_their_delay(stack, event_s
         timeout=10,
         what="the closed stream no longer counted",
     )
+
+
+def test_the_open_streams_carry_on_through_a_redis_restart_and_miss_nothing(
+    stack, own_redis, settings, tmp_path
+):
+    """Redis stopped for a few seconds and back, empty: each open stream is told to fetch again
+    (whatever changed meanwhile went unpublished, or unheard), and hears the changes after it."""
+    url = f"redis://{own_redis.address}/0"
+    settings.CACHES = {**settings.CACHES, "holds": {**settings.CACHES["holds"], "LOCATION": url}}
+    server = start_events_server({**stack.worker.env, **EVENTS_ENV, "REDIS_URL": url}, tmp_path)
+    try:
+        stream = Stream(server.url, "/api/flights/fl-404/events")
+        assert stream.status == 200
+        events.publish(events.FLIGHT, "fl-404", {"seats": ["3A"]})
+        assert stream.event("seats-changed").json["seats"] == ["3A"]
+
+        own_redis.stop()
+        time.sleep(3)  # the streams' process notices, and keeps trying
+        own_redis.start()
+
+        resync = stream.event("seats-changed")
+        assert resync.json == {"resync": True}, "told to fetch again: a change may have gone by"
+        wait_for(lambda: events.publish(events.FLIGHT, "fl-404", {"seats": ["4B"]}), what="Redis to answer")
+        assert stream.event("seats-changed").json["seats"] == ["4B"], "subscribed again: heard"
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=30)
