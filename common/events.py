@@ -2,7 +2,9 @@
 pub/sub, and the subscriptions the event streams read (docs/ARCHITECTURE.md, "Changes pushed").
 
 Publishing (sync, wherever a row or a hold changes): ``order_changed`` and ``flight_changed``
-publish once the transaction commits (``transaction.on_commit``; at once outside one). One Lua
+publish once the transaction commits (``transaction.on_commit``; at once outside one), on the
+process's publishing thread, so that no writer waits for Redis (measured: ten publishes on a
+booking's path cost it 8 % of the bookings a second on a busy machine). One Lua
 script counts the change in the entity's sequence (``events:seq:<kind>:<id>``, a Redis counter)
 and publishes ``{"id": <sequence>, "version": ..., "at": <commit time>}`` on
 ``events:<kind>:<id>`` in one step, so that a stream that reads the sequence after subscribing
@@ -19,13 +21,17 @@ every stream (``Hub``); each stream gets a queue of the events of its channel.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
+import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.conf import settings
@@ -63,33 +69,117 @@ def sequence_key(kind: str, ident: str) -> str:
 def order_changed(order_id: str, *, version: int | None = None, state: str | None = None) -> None:
     """The order's row (or what its page shows of it) changed: publish once this commits."""
     fields: dict[str, Any] = {"version": version, "state": state}
-    transaction.on_commit(lambda: publish(ORDER, order_id, fields))
+    transaction.on_commit(lambda: publish_soon(ORDER, order_id, fields))
 
 
 def flight_changed(flight_id: str, *, seats: list[str] | None = None) -> None:
     """Seats of the flight were held, released or sold: publish once this commits."""
-    transaction.on_commit(lambda: publish(FLIGHT, flight_id, {"seats": sorted(seats or [])}))
+    transaction.on_commit(lambda: publish_soon(FLIGHT, flight_id, {"seats": sorted(seats or [])}))
 
 
 def publish(kind: str, ident: str, fields: dict[str, Any]) -> int | None:
     """Publish now; the new sequence, or None when Redis could not be reached (or ``EVENTS`` is
     off: nothing is published then)."""
-    from django_redis import get_redis_connection
-
     if not settings.EVENTS:
         return None
-    body = json.dumps({**fields, "at": time.time()}, separators=(",", ":"))[1:]
+    sequences = _publish([(kind, ident, {**fields, "at": time.time()})])
+    return sequences[0] if sequences else None
+
+
+def publish_soon(kind: str, ident: str, fields: dict[str, Any]) -> None:
+    """Publish in the background, stamped with the time now (the commit's): the writer (an
+    activity, often a local one inside a workflow task) does not wait for Redis. One thread per
+    process publishes in the order given, whatever has piled up in one round trip. A change whose
+    publish is lost with its process shows at the page's next poll, as any unpublished one does."""
+    if not settings.EVENTS:
+        return
+    _publisher().put((kind, ident, {**fields, "at": time.time()}))
+
+
+def flush(timeout: float = 2.0) -> bool:
+    """Wait until everything handed to ``publish_soon`` so far was published (or failed)."""
+    return _publisher().flush(timeout)
+
+
+Change = tuple[str, str, dict[str, Any]]  # kind, id, the payload's fields
+
+
+def _publish(changes: list[Change]) -> list[int]:
+    """Publish these changes in one round trip; their new sequences ([] when Redis could not be
+    reached: counted as failed, and logged)."""
+    from django_redis import get_redis_connection
+
     try:
         redis = get_redis_connection("holds")
-        seq = redis.register_script(_PUBLISH)(
-            keys=[sequence_key(kind, ident)], args=[channel(kind, ident), body, SEQUENCE_TTL_MS]
-        )
+        script = redis.register_script(_PUBLISH)
+        pipe = redis.pipeline(transaction=False) if len(changes) > 1 else None
+        results = [
+            script(
+                keys=[sequence_key(kind, ident)],
+                args=[channel(kind, ident), json.dumps(fields, separators=(",", ":"))[1:], SEQUENCE_TTL_MS],
+                client=pipe,
+            )
+            for kind, ident, fields in changes
+        ]
+        if pipe is not None:
+            results = pipe.execute()
     except RedisError as error:
-        logger.warning("change of %s %s not published (Redis: %s): the poll shows it", kind, ident, error)
-        metrics.EVENTS_PUBLISHED.labels(kind=kind, outcome="failed").inc()
-        return None
-    metrics.EVENTS_PUBLISHED.labels(kind=kind, outcome="published").inc()
-    return int(seq)
+        for kind, ident, _ in changes:
+            logger.warning("change of %s %s not published (Redis: %s): the poll shows it", kind, ident, error)
+            metrics.EVENTS_PUBLISHED.labels(kind=kind, outcome="failed").inc()
+        return []
+    for kind, _, _ in changes:
+        metrics.EVENTS_PUBLISHED.labels(kind=kind, outcome="published").inc()
+    return [int(seq) for seq in results]
+
+
+class _Publisher:
+    """The process's publishing thread (started on first use, again in a forked child)."""
+
+    BATCH = 100
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._queue: SimpleQueue[Change] = SimpleQueue()
+        self._pending = 0
+        self._done = threading.Condition()
+        threading.Thread(target=self._run, name="events-publisher", daemon=True).start()
+
+    def put(self, change: Change) -> None:
+        with self._done:
+            self._pending += 1
+        self._queue.put(change)
+
+    def flush(self, timeout: float) -> bool:
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            with contextlib.suppress(Empty):
+                while len(batch) < self.BATCH:
+                    batch.append(self._queue.get_nowait())
+            try:
+                _publish(batch)
+            except Exception:  # never let the thread die: the next changes still go out
+                logger.exception("publishing %d changes failed: the poll shows them", len(batch))
+            with self._done:
+                self._pending -= len(batch)
+                self._done.notify_all()
+
+
+_publisher_of_process: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _publisher() -> _Publisher:
+    global _publisher_of_process
+    with _publisher_lock:
+        if _publisher_of_process is None or _publisher_of_process.pid != os.getpid():
+            _publisher_of_process = _Publisher()
+            atexit.register(_publisher_of_process.flush, 2.0)  # what is queued goes out first
+        return _publisher_of_process
 
 
 def sequence(kind: str, ident: str) -> str | None:
