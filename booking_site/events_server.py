@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import sys
 
 # A stream ends at once when the process stops: browsers reconnect (with Last-Event-ID) and their
@@ -36,7 +37,16 @@ def main() -> None:
     from django.conf import settings
 
     from booking_site.metrics import serve_or_exit
-    from common import metrics
+    from common import metrics, tracing
+
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again with the handler that was
+    # there before it: this one sends the spans the exporter still holds, then dies by the signal.
+    def send_spans_then_stop(signum: int, frame: object) -> None:
+        tracing.shutdown()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, send_spans_then_stop)
 
     metrics.start_stream_series()
     if settings.EVENTS_METRICS_PORT:

@@ -36,11 +36,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from opentelemetry import context as trace_context
+from opentelemetry import trace
 from redis.exceptions import RedisError
 
 from common import metrics
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 ORDER = "order"
 FLIGHT = "flight"
@@ -93,7 +96,9 @@ def publish_soon(kind: str, ident: str, fields: dict[str, Any]) -> None:
     publish is lost with its process shows at the page's next poll, as any unpublished one does."""
     if not settings.EVENTS:
         return
-    _publisher().put((kind, ident, {**fields, "at": time.time()}))
+    # With the writer's trace context: the publish's span is a child of the writer's (an
+    # activity's, carrying its order id), though another thread ends it.
+    _publisher().put((kind, ident, {**fields, "at": time.time()}, trace_context.get_current()))
 
 
 def flush(timeout: float = 2.0) -> bool:
@@ -102,6 +107,7 @@ def flush(timeout: float = 2.0) -> bool:
 
 
 Change = tuple[str, str, dict[str, Any]]  # kind, id, the payload's fields
+Handed = tuple[str, str, dict[str, Any], trace_context.Context]  # a change, and the writer's trace context
 
 
 def _publish(changes: list[Change]) -> list[int]:
@@ -140,12 +146,12 @@ class _Publisher:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self._queue: SimpleQueue[Change] = SimpleQueue()
+        self._queue: SimpleQueue[Handed] = SimpleQueue()
         self._pending = 0
         self._done = threading.Condition()
         threading.Thread(target=self._run, name="events-publisher", daemon=True).start()
 
-    def put(self, change: Change) -> None:
+    def put(self, change: Handed) -> None:
         with self._done:
             self._pending += 1
         self._queue.put(change)
@@ -160,10 +166,24 @@ class _Publisher:
             with contextlib.suppress(Empty):
                 while len(batch) < self.BATCH:
                     batch.append(self._queue.get_nowait())
+            spans = [
+                tracer.start_span(
+                    "events.publish",
+                    context=writer,
+                    attributes={"events.kind": kind, "events.id": ident, "events.batch": len(batch)},
+                )
+                for kind, ident, _, writer in batch
+            ]
             try:
-                _publish(batch)
+                # The round trip (a Redis span) under the first change's span.
+                with trace.use_span(spans[0], end_on_exit=False):
+                    sequences = _publish([(kind, ident, fields) for kind, ident, fields, _ in batch])
+                for span, sequence in zip(spans, sequences, strict=False):
+                    span.set_attribute("events.sequence", sequence)
             except Exception:  # never let the thread die: the next changes still go out
                 logger.exception("publishing %d changes failed: the poll shows them", len(batch))
+            for span in spans:
+                span.end()
             with self._done:
                 self._pending -= len(batch)
                 self._done.notify_all()

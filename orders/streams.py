@@ -44,7 +44,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from common import clients, events, inputs, metrics
+from common import clients, events, inputs, metrics, tracing
 from common.api import error
 from common.errors import ErrorCode
 from flights.models import Flight
@@ -296,17 +296,31 @@ async def _stream(
                 else:  # the subscription was lost for a while: anything may have changed
                     ids = [await hub.sequence(k, i) for k, i in watched]
                     changed_kind = kind
+                traced = _traced(changed_kind, watched)
+                delivered = events.tracer.start_span("events.deliver", attributes=traced)
                 yield _event(EVENT_NAMES[changed_kind], ids, event.raw)
                 metrics.EVENTS_DELIVERED.labels(kind=changed_kind).inc()
                 if "at" in event.data:
                     delay = max(0.0, time.time() - float(event.data["at"]))
                     metrics.EVENT_DELIVERY_DELAY.labels(kind=changed_kind).observe(delay)
+                    delivered.set_attribute("events.delay_ms", round(delay * 1000, 1))
+                delivered.set_attribute("events.sequence", "-".join(ids))
+                delivered.end()
                 if changed_kind == events.ORDER and event.data.get("state") in FINAL_STATES:
                     yield f"event: {CLOSE_EVENT}\ndata: ended\n\n"
                     return
     finally:
         metrics.STREAMS_OPEN.labels(kind=kind).dec()
         await _refresh(hub, watcher, stream_id, close=True)
+
+
+def _traced(kind: str, watched: Watched) -> dict[str, str]:
+    """A delivery's span attributes: what changed, and the order whose page it goes to (the
+    trace of a booking is searched by its order id)."""
+    attributes = {"events.kind": kind, "events.stream": watched[0][0]}
+    if watched[0][0] == events.ORDER:
+        attributes[tracing.ORDER_ID] = watched[0][1]
+    return attributes
 
 
 def _cors(request: HttpRequest, response: R) -> R:

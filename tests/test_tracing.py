@@ -35,11 +35,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from common import tracing
+from common import events, tracing
 from common.temporal_client import connect
 from flights.services import seed_demo_flights
 from temporal_worker.worker import build_worker
-from tests.conftest import ROOT, SHORT_TIMEOUTS, WorkerProcess
+from tests.conftest import EVENTS_ENV, ROOT, SHORT_TIMEOUTS, WorkerProcess, start_events_server
+from tests.test_streams import Stream
 
 MEMORY = InMemorySpanExporter()
 
@@ -152,7 +153,9 @@ def test_one_booking_is_one_trace_from_the_request_to_the_hold_with_its_order_id
     order_id = response.json()["orderId"]
 
     # The first hold ran (a local activity) before the update answered, and the request's span
-    # ended with the response: every span of the booking so far is finished.
+    # ended with the response: every span of the booking so far is finished, once the hold's
+    # changes are published (by the publishing thread, after the hold's commit).
+    assert events.flush()
     finished = traced.get_finished_spans()
     request = next(s for s in finished if s.kind is SpanKind.SERVER and s.name == "POST api/orders")
     booking = Trace([s for s in finished if s.context.trace_id == request.context.trace_id])
@@ -174,6 +177,12 @@ def test_one_booking_is_one_trace_from_the_request_to_the_hold_with_its_order_id
     assert any(
         (s.attributes or {}).get("db.system") == "postgresql" and s.name == "UPDATE" for s in under_hold
     ), booking
+
+    # The hold's changes, published for the pages once committed: under the hold, though the
+    # publishing thread sends them, each with its Redis round trip under it.
+    published = [s for s in under_hold if s.name == "events.publish"]
+    assert sorted((s.attributes or {})["events.kind"] for s in published) == ["flight", "order"], booking
+    assert any("EVALSHA" in child.name for s in published for child in booking.under(s)), booking
 
     # The order id: on the request (from the moment it is known), and on every span from the
     # Temporal call down, in the web and in the worker.
@@ -284,3 +293,34 @@ def test_the_worker_process_exports_its_spans_with_the_order_id_and_sends_them_b
     assert [attributes.get(tracing.ORDER_ID) for attributes in hold] == [order_id]
     redis_under_it = [a for name, a in spans if name == "EVALSHA" and a.get(tracing.ORDER_ID) == order_id]
     assert redis_under_it, spans
+
+
+def test_the_streams_process_exports_each_delivery_with_its_order_id_and_delay(stack, collector, tmp_path):
+    kept, port = collector
+    env = {**stack.worker.env, **EVENTS_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+    server = start_events_server(env, tmp_path)
+    customer = stack.customer()
+    order_id = customer.create_order("fl-101", ["15C"]).json["orderId"]
+    try:
+        stream = Stream(server.url, f"/api/orders/{order_id}/events", customer=customer)
+        assert stream.status == 200
+        assert customer.post(f"/api/orders/{order_id}/pay", {"paymentCode": "00000"}).status == 202
+        assert stream.event("order-changed").json["state"] == "PAYMENT_PENDING"
+        stream.close()
+    finally:
+        server.process.terminate()  # a clean stop sends what the exporter still buffers
+        server.process.wait(timeout=30)
+
+    deliveries = [
+        {a.key: a.value for a in span.attributes}
+        for request in kept.requests
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+        if span.name == "events.deliver"
+    ]
+    assert kept.services() == {"booking-events"}
+    mine = [d for d in deliveries if d[tracing.ORDER_ID].string_value == order_id]
+    assert mine, deliveries
+    assert {d["events.kind"].string_value for d in mine} >= {"order"}
+    assert all(d["events.delay_ms"].double_value >= 0 for d in mine), "each with its delay from the commit"
