@@ -198,8 +198,16 @@ def _publisher() -> _Publisher:
     with _publisher_lock:
         if _publisher_of_process is None or _publisher_of_process.pid != os.getpid():
             _publisher_of_process = _Publisher()
-            atexit.register(_publisher_of_process.flush, 2.0)  # what is queued goes out first
         return _publisher_of_process
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """What is queued goes out before the process ends (this process's own thread: a forked
+    child inherits its parent's publisher, not its thread)."""
+    publisher = _publisher_of_process
+    if publisher is not None and publisher.pid == os.getpid():
+        publisher.flush(2.0)
 
 
 def sequence(kind: str, ident: str) -> str | None:
