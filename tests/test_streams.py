@@ -312,7 +312,8 @@ def test_the_open_streams_carry_on_through_a_redis_restart_and_miss_nothing(
         assert stream.event("seats-changed").json["seats"] == ["3A"]
 
         own_redis.stop()
-        time.sleep(3)  # the streams' process notices, and keeps trying
+        lost = b"event subscription lost"  # the streams' process noticed; it keeps trying
+        wait_for(lambda: lost in server.log.read_bytes(), what="the streams' process to notice")
         own_redis.start()
 
         resync = stream.event("seats-changed")
